@@ -1,0 +1,178 @@
+"""The edge between Hydra and the library: compose the config, run a stage, report user errors.
+
+Every stage writes into ``<output_root>/<run>/<stage>/`` and finishes by writing ``manifest.json``.
+A stage whose manifest matches its current fingerprint (config, inputs, rubric) is skipped.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+
+from omegaconf import DictConfig, OmegaConf
+
+from rewards.artifacts import atomic_write_json, atomic_write_text, read_manifest, sha256_json, sha256_tree
+from rewards.errors import UserError
+from rewards.versions import package_versions
+
+CONFIG_DIR = Path(__file__).resolve().parent.parent / "configs"
+PROJECT_ROOT = CONFIG_DIR.parent
+FINGERPRINT_FILE = ".fingerprint"
+
+
+def project_path(path: str | os.PathLike) -> Path:
+    """Paths in configs are relative to the working directory, else to the project root."""
+    candidate = Path(path).expanduser()
+    if candidate.is_absolute() or candidate.exists():
+        return candidate
+    return PROJECT_ROOT / candidate
+
+
+def _one_line(text: str) -> str:
+    return " ".join(part.strip() for part in str(text).strip().splitlines() if part.strip())
+
+
+def compose_config(overrides: list[str]) -> DictConfig:
+    """Compose ``configs/config.yaml`` with overrides, in struct mode: unknown keys are errors."""
+    from hydra import compose, initialize_config_dir
+    from hydra.errors import HydraException
+    from omegaconf.errors import OmegaConfBaseException
+
+    try:
+        with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
+            cfg = compose(config_name="config", overrides=overrides)
+        OmegaConf.resolve(cfg)
+    except (HydraException, OmegaConfBaseException) as exc:
+        raise UserError(f"config: {_hydra_message(exc)}") from None
+    OmegaConf.set_struct(cfg, True)
+    return cfg
+
+
+def _hydra_message(exc: Exception) -> str:
+    text = _one_line(exc)
+    if "is not in struct" in text or "Could not override" in text:
+        key = text.split("'")[1] if "'" in text else text
+        return f"unknown key '{key}' (check its spelling; `counsel-align <stage> --cfg` prints every key)"
+    if "Could not find" in text or "Could not load" in text:
+        return f"{text} (see the folders under configs/ for the available options)"
+    return text
+
+
+@dataclass
+class StageContext:
+    """What a stage's work function receives."""
+
+    cfg: DictConfig
+    name: str
+    run_dir: Path
+    dir: Path
+
+    def input_dir(self, stage: str) -> Path:
+        path = self.run_dir / stage
+        if read_manifest(path) is None:
+            raise UserError(f"{path}: stage '{stage}' has not finished; run `counsel-align {stage}` first")
+        return path
+
+
+def _config_subset(cfg: DictConfig, keys: list[str]) -> dict:
+    return {key: OmegaConf.to_container(cfg[key], resolve=True) if isinstance(cfg[key], DictConfig | list)
+            or OmegaConf.is_config(cfg[key]) else cfg[key] for key in keys}
+
+
+def run_dir_of(cfg: DictConfig) -> Path:
+    return project_path(cfg.output_root) / cfg.run
+
+
+def _rubric_hash(cfg: DictConfig) -> str:
+    from rewards.rubric import load_rubric
+
+    return load_rubric(project_path(cfg.principles.path)).content_hash()
+
+
+def run_stage(cfg: DictConfig, name: str, work: Callable[[StageContext], dict], config_keys: list[str],
+              inputs: list[str], uses_rubric: bool = False) -> dict:
+    """Run ``work`` unless its outputs are already up to date; returns the stage manifest."""
+    run_dir = run_dir_of(cfg)
+    stage_dir = run_dir / name
+    input_hashes = {}
+    for stage in inputs:
+        manifest = read_manifest(run_dir / stage)
+        if manifest is None:
+            raise UserError(f"{run_dir / stage}: stage '{stage}' has not finished; run `counsel-align {stage}` first")
+        input_hashes[stage] = manifest["outputs_sha256"]
+    config = _config_subset(cfg, config_keys)
+    rubric_hash = _rubric_hash(cfg) if uses_rubric else None
+    fingerprint = sha256_json({"stage": name, "config": config, "inputs": input_hashes, "rubric": rubric_hash})
+    existing = read_manifest(stage_dir)
+    if existing and existing.get("fingerprint") == fingerprint:
+        print(f"[counsel-align] {name}: up to date, skipped ({stage_dir})", flush=True)
+        return existing
+    _prepare_stage_dir(stage_dir, fingerprint)
+    print(f"[counsel-align] {name}: running -> {stage_dir}", flush=True)
+    started = time.perf_counter()
+    result = work(StageContext(cfg=cfg, name=name, run_dir=run_dir, dir=stage_dir)) or {}
+    manifest = {
+        "stage": name,
+        "fingerprint": fingerprint,
+        "config": config,
+        "inputs": input_hashes,
+        "rubric_sha256": rubric_hash,
+        "versions": package_versions(),
+        "counts": result.get("counts", {}),
+        "metrics": result.get("metrics", {}),
+        "wall_seconds": round(time.perf_counter() - started, 2),
+        "finished_at": datetime.now(UTC).isoformat(timespec="seconds"),
+        "outputs_sha256": sha256_tree(stage_dir),
+    }
+    atomic_write_json(stage_dir / "manifest.json", manifest)
+    print(f"[counsel-align] {name}: done in {manifest['wall_seconds']:.1f}s", flush=True)
+    return manifest
+
+
+def _prepare_stage_dir(stage_dir: Path, fingerprint: str) -> None:
+    """Keep partial work of the same fingerprint (to resume); clear anything stale."""
+    marker = stage_dir / FINGERPRINT_FILE
+    if stage_dir.exists() and (not marker.exists() or marker.read_text().strip() != fingerprint):
+        shutil.rmtree(stage_dir)
+    stage_dir.mkdir(parents=True, exist_ok=True)
+    (stage_dir / "manifest.json").unlink(missing_ok=True)
+    atomic_write_text(marker, fingerprint)
+
+
+USAGE = """usage: counsel-align {stage} [key=value ...] [--cfg]
+
+Hydra overrides, e.g. run=myrun experiment=quickstart model.name_or_path=Qwen/Qwen2.5-7B-Instruct.
+--cfg prints the composed config and exits."""
+
+
+def entry(stage: str, run: Callable[[DictConfig], object]) -> Callable[[list[str] | None], int]:
+    """A console/`python -m` entry point for one stage."""
+
+    def main(argv: list[str] | None = None) -> int:
+        args = list(sys.argv[1:] if argv is None else argv)
+        if any(a in ("-h", "--help") for a in args):
+            print(USAGE.format(stage=stage))
+            return 0
+        show_config = "--cfg" in args
+        overrides = [a for a in args if a != "--cfg"]
+        try:
+            cfg = compose_config(overrides)
+            if show_config:
+                print(OmegaConf.to_yaml(cfg))
+                return 0
+            run(cfg)
+        except UserError as exc:
+            print(f"counsel-align {stage}: error: {_one_line(exc)}", file=sys.stderr)
+            return 2
+        except KeyboardInterrupt:
+            print(f"counsel-align {stage}: interrupted; rerun the same command to resume", file=sys.stderr)
+            return 130
+        return 0
+
+    return main

@@ -1,0 +1,60 @@
+"""Stage 3b: turn per-principle scores into weighted chosen/rejected pairs, per split."""
+
+from __future__ import annotations
+
+import statistics
+
+from omegaconf import DictConfig, OmegaConf
+
+from recipes._entry import StageContext, entry, project_path, run_stage
+from rewards.artifacts import atomic_write_jsonl, read_jsonl
+from rewards.pairs import PairPolicy, build_pairs
+from rewards.rubric import load_rubric
+
+
+def length_stats(pairs: list[dict]) -> dict:
+    if not pairs:
+        return {}
+    chosen = [len(p["chosen"][0]["content"]) for p in pairs]
+    rejected = [len(p["rejected"][0]["content"]) for p in pairs]
+    return {"chosen_mean_chars": round(statistics.mean(chosen), 1),
+            "rejected_mean_chars": round(statistics.mean(rejected), 1),
+            "chosen_longer_fraction": round(sum(c > r for c, r in zip(chosen, rejected, strict=True)) / len(pairs), 3)}
+
+
+def work(ctx: StageContext) -> dict:
+    cfg = ctx.cfg
+    rubric = load_rubric(project_path(cfg.principles.path))
+    weights = rubric.weights(OmegaConf.to_container(cfg.principles.weights))
+    prompts = {p["id"]: p for p in read_jsonl(ctx.input_dir("generate") / "prompts.jsonl")}
+    judged = read_jsonl(ctx.input_dir("judge") / "judged.jsonl")
+    policy = PairPolicy(margin=cfg.pairs.margin, safety_threshold=cfg.pairs.safety_threshold,
+                        strategy=cfg.pairs.strategy)
+    from datasets import Dataset, DatasetDict
+
+    splits, counts = {}, {}
+    for split in ("train", "test"):
+        rows = [r for r in judged if prompts[r["prompt_id"]]["split"] == split]
+        pairs, split_counts = build_pairs(prompts, rows, rubric, weights, policy)
+        splits[split] = pairs
+        counts.update({f"{split}_{k}": v for k, v in split_counts.items()})
+        atomic_write_jsonl(ctx.dir / f"{split}.jsonl", pairs)
+    overlap = {p["prompt_id"] for p in splits["train"]} & {p["prompt_id"] for p in splits["test"]}
+    assert not overlap, f"prompt-level split leaked: {sorted(overlap)[:3]}"
+    dataset = DatasetDict({s: Dataset.from_list(rows) if rows else Dataset.from_dict({}) for s, rows in splits.items()})
+    tmp = ctx.dir / ".dataset.tmp"
+    dataset.save_to_disk(str(tmp))
+    tmp.rename(ctx.dir / "dataset")
+    counts["n_pairs"] = counts["train_pairs"] + counts["test_pairs"]
+    return {"counts": counts, "metrics": {"length": {s: length_stats(p) for s, p in splits.items()},
+                                          "weights": weights}}
+
+
+def run(cfg: DictConfig) -> dict:
+    return run_stage(cfg, "pairs", work, ["pairs", "principles"], inputs=["generate", "judge"], uses_rubric=True)
+
+
+main = entry("pairs", run)
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,21 @@
+"""Every stage in order; finished stages are skipped, an interrupted one resumes."""
+
+from __future__ import annotations
+
+from omegaconf import DictConfig
+
+from recipes import dpo, evaluate, generate, judge, pairs, report, reward
+from recipes._entry import entry
+
+STAGES = (generate, judge, pairs, reward, dpo, evaluate, report)
+
+
+def run(cfg: DictConfig) -> None:
+    for stage in STAGES:
+        stage.run(cfg)
+
+
+main = entry("pipeline", run)
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,63 @@
+"""Stage 7: collect every stage's manifest into metrics.json, report.md and PNG plots."""
+
+from __future__ import annotations
+
+from omegaconf import DictConfig
+
+from recipes._entry import StageContext, entry, run_stage
+from rewards.artifacts import atomic_write_json, atomic_write_text, read_jsonl, read_manifest
+from rewards.report import plot_candidate_scores, plot_principles, plot_rewards, plot_stage_seconds, render_markdown
+
+STAGES = ("generate", "judge", "pairs", "reward", "dpo", "evaluate")
+
+
+def work(ctx: StageContext) -> dict:
+    manifests = {stage: read_manifest(ctx.input_dir(stage)) for stage in STAGES}
+    counts = {stage: m["counts"] for stage, m in manifests.items()}
+    evaluation = manifests["evaluate"]["metrics"]
+    reward = manifests["reward"]["metrics"]
+    metrics = {
+        "n_prompts": counts["generate"]["n_prompts"],
+        "n_candidates": counts["generate"]["n_candidates"],
+        "n_judged": counts["judge"]["n_judged"],
+        "n_pairs": counts["pairs"]["n_pairs"],
+        "rm_accuracy": reward["rm_accuracy"],
+        "rm_length_baseline": reward["rm_length_baseline"],
+        "base_score": evaluation["base_score"],
+        "dpo_score": evaluation["dpo_score"],
+        "win_rate": evaluation["win_rate"],
+        "stage_seconds": {stage: m["wall_seconds"] for stage, m in manifests.items()},
+    }
+    judged = read_jsonl(ctx.input_dir("judge") / "judged.jsonl")
+    rows = read_jsonl(ctx.input_dir("evaluate") / "eval.jsonl")
+    plot_principles(evaluation["base_principles"], evaluation["dpo_principles"], ctx.dir / "principles.png")
+    plot_rewards([r["base_reward"] for r in rows], [r["dpo_reward"] for r in rows], ctx.dir / "rewards.png")
+    plot_stage_seconds(metrics["stage_seconds"], ctx.dir / "stage_seconds.png")
+    principle_ids = list(judged[0]["scores"]) if judged else []
+    plot_candidate_scores({pid: [r["scores"][pid] for r in judged] for pid in principle_ids},
+                          ctx.dir / "candidate_scores.png")
+    pair_counts = counts["pairs"]
+    extra = {
+        **{k: counts["generate"][k] for k in ("n_train_prompts", "n_test_prompts")},
+        "train_pairs": pair_counts["train_pairs"], "test_pairs": pair_counts["test_pairs"],
+        "ties": pair_counts["train_ties"] + pair_counts["test_ties"],
+        "vetoed": pair_counts["train_vetoed"] + pair_counts["test_vetoed"],
+        "wins": evaluation["wins"], "ties_eval": evaluation["ties"], "losses": evaluation["losses"],
+        "base_principles": evaluation["base_principles"], "dpo_principles": evaluation["dpo_principles"],
+        "model": reward["base_model"], "rubric": ctx.cfg.principles.path,
+        "rubric_sha256": manifests["judge"]["rubric_sha256"], "judge": evaluation["judge"]["backend"],
+    }
+    atomic_write_json(ctx.dir / "metrics.json", metrics)
+    atomic_write_text(ctx.dir / "report.md", render_markdown(ctx.cfg.run, metrics, extra))
+    print(f"[counsel-align] report: {ctx.dir / 'report.md'}", flush=True)
+    return {"counts": {"n_plots": 4}, "metrics": metrics}
+
+
+def run(cfg: DictConfig) -> dict:
+    return run_stage(cfg, "report", work, [], inputs=list(STAGES))
+
+
+main = entry("report", run)
+
+if __name__ == "__main__":
+    raise SystemExit(main())

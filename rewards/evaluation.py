@@ -1,0 +1,42 @@
+"""Comparing a trained policy with its base: reward-model scores, judged win rate, principle means."""
+
+from __future__ import annotations
+
+import statistics
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class PairwiseOutcome:
+    """Both presentation orders of one comparison; disagreement between them is a tie."""
+
+    p_first_as_a: float   # P(candidate better) when the candidate is shown as reply A
+    p_first_as_b: float   # P(candidate better) when the candidate is shown as reply B
+
+    def verdict(self, tie_band: float = 0.0) -> str:
+        high, low = 0.5 + tie_band, 0.5 - tie_band
+        if self.p_first_as_a > high and self.p_first_as_b > high:
+            return "win"
+        if self.p_first_as_a < low and self.p_first_as_b < low:
+            return "loss"
+        return "tie"
+
+
+def judged_comparison(judge, client: str, candidate: str, reference: str) -> PairwiseOutcome:
+    """Ask the judge in both orders to cancel position bias."""
+    as_a = judge.compare(client, candidate, reference)
+    as_b = 1.0 - judge.compare(client, reference, candidate)
+    return PairwiseOutcome(as_a, as_b)
+
+
+def win_rate(verdicts: list[str]) -> dict:
+    n = len(verdicts)
+    wins, ties, losses = (verdicts.count(v) for v in ("win", "tie", "loss"))
+    rate = (wins + 0.5 * ties) / n if n else float("nan")
+    return {"win_rate": round(rate, 4), "wins": wins, "ties": ties, "losses": losses}
+
+
+def principle_means(scores: list[dict[str, float]]) -> dict[str, float]:
+    if not scores:
+        return {}
+    return {pid: round(statistics.mean(s[pid] for s in scores), 4) for pid in scores[0]}

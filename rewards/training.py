@@ -1,0 +1,53 @@
+"""Shared pieces of training configuration: LoRA configs and TRL/transformers arguments."""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+from typing import Any
+
+from rewards.errors import UserError
+
+TRAINING_KEYS = (
+    "learning_rate", "num_train_epochs", "max_steps", "per_device_train_batch_size",
+    "per_device_eval_batch_size", "gradient_accumulation_steps", "gradient_checkpointing", "bf16",
+    "logging_steps", "save_steps", "save_total_limit", "warmup_ratio", "lr_scheduler_type",
+    "weight_decay", "max_grad_norm", "optim", "dataloader_num_workers", "deepspeed",
+)
+
+
+def build_lora_config(train_cfg: dict, task_type: str):
+    """A peft ``LoraConfig`` when ``train.peft`` is 'lora' or 'qlora', else None (full fine-tuning)."""
+    if train_cfg.get("peft", "none") in (None, "none"):
+        return None
+    from peft import LoraConfig
+
+    lora = train_cfg.get("lora", {})
+    return LoraConfig(
+        task_type=task_type,
+        r=lora.get("r", 16),
+        lora_alpha=lora.get("alpha", 32),
+        lora_dropout=lora.get("dropout", 0.0),
+        target_modules=lora.get("target_modules", "all-linear"),
+    )
+
+
+def training_arguments(config_cls, train_cfg: dict, output_dir: str | Path, report_to: list[str], seed: int,
+                       extra: dict[str, Any] | None = None):
+    """Build a TRL config (``DPOConfig``, ``RewardConfig``…) from a plain dict of our train options."""
+    kwargs = {key: train_cfg[key] for key in TRAINING_KEYS if train_cfg.get(key) is not None}
+    kwargs.update({k: v for k, v in (extra or {}).items() if v is not None})
+    supported = {f.name for f in dataclasses.fields(config_cls)}
+    unsupported = sorted(set(kwargs) - supported)
+    if unsupported:
+        raise UserError(f"train: option(s) {unsupported} are not supported by {config_cls.__name__}; remove them")
+    return config_cls(
+        output_dir=str(output_dir),
+        report_to=report_to,
+        seed=seed,
+        save_strategy="steps",
+        eval_strategy="no",
+        use_cpu=train_cfg.get("use_cpu", False),
+        disable_tqdm=False,
+        **kwargs,
+    )
