@@ -100,6 +100,7 @@ def run_stage(cfg: DictConfig, name: str, work: Callable[[StageContext], dict], 
     """Run ``work`` unless its outputs are already up to date; returns the stage manifest."""
     run_dir = run_dir_of(cfg)
     stage_dir = run_dir / name
+    rubric_hash = _rubric_hash(cfg) if uses_rubric else None
     input_hashes = {}
     for stage in inputs:
         manifest = read_manifest(run_dir / stage)
@@ -107,7 +108,6 @@ def run_stage(cfg: DictConfig, name: str, work: Callable[[StageContext], dict], 
             raise UserError(f"{run_dir / stage}: stage '{stage}' has not finished; run `counsel-align {stage}` first")
         input_hashes[stage] = manifest["outputs_sha256"]
     config = _config_subset(cfg, config_keys)
-    rubric_hash = _rubric_hash(cfg) if uses_rubric else None
     fingerprint = sha256_json({"stage": name, "config": config, "inputs": input_hashes, "rubric": rubric_hash})
     existing = read_manifest(stage_dir)
     if existing and existing.get("fingerprint") == fingerprint:

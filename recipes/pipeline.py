@@ -5,12 +5,14 @@ from __future__ import annotations
 from omegaconf import DictConfig
 
 from recipes import dpo, evaluate, generate, judge, pairs, report, reward
-from recipes._entry import entry
+from recipes._entry import entry, project_path
+from rewards.rubric import load_rubric
 
 STAGES = (generate, judge, pairs, reward, dpo, evaluate, report)
 
 
 def run(cfg: DictConfig) -> None:
+    load_rubric(project_path(cfg.principles.path))  # refuse a bad rubric before any work
     for stage in STAGES:
         stage.run(cfg)
 

@@ -92,7 +92,8 @@ def load_tokenizer(name_or_path: str, trust_remote_code: bool = False):
     try:
         tokenizer = AutoTokenizer.from_pretrained(path, trust_remote_code=trust_remote_code)
     except OSError as exc:
-        raise UserError(f"model.name_or_path: cannot load tokenizer from {name_or_path!r} ({_first_line(exc)})") from None
+        raise UserError(
+            f"model.name_or_path: cannot load tokenizer from {name_or_path!r} ({_first_line(exc)})") from None
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
     return tokenizer

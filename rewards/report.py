@@ -96,7 +96,8 @@ def render_markdown(run: str, metrics: dict, extra: dict) -> str:
     stages = "\n".join(f"| {name} | {seconds:.1f} |" for name, seconds in metrics["stage_seconds"].items())
     return f"""# counsel-align run `{run}`
 
-Model: `{extra['model']}` · rubric `{extra['rubric']}` (sha256 `{extra['rubric_sha256'][:12]}`) · judge `{extra['judge']}`
+Model: `{extra['model']}` · rubric `{extra['rubric']}` (sha256 `{extra['rubric_sha256'][:12]}`) \
+· judge `{extra['judge']}`
 
 ## Headline figures
 

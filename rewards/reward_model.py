@@ -72,7 +72,8 @@ class RewardScorer:
 
     @torch.inference_mode()
     def score(self, prompts: Sequence[list[dict]], responses: Sequence[str], progress: bool = False) -> list[float]:
-        conversations = [list(p) + [{"role": "assistant", "content": r}] for p, r in zip(prompts, responses, strict=True)]
+        conversations = [list(p) + [{"role": "assistant", "content": r}]
+                         for p, r in zip(prompts, responses, strict=True)]
         encoded = [self._encode(c) for c in conversations]
         scores: list[float] = []
         starts = range(0, len(encoded), self.batch_size)

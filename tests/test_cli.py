@@ -1,0 +1,55 @@
+"""User errors print one line naming the problem and exit non-zero, without a traceback."""
+
+import subprocess
+import sys
+
+import yaml
+
+from tests.conftest import PROJECT_ROOT
+
+
+def _run(*args: str, cwd=PROJECT_ROOT) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "recipes.cli", *args], cwd=cwd, capture_output=True, text=True,
+                          timeout=300)
+
+
+def _error_lines(result) -> list[str]:
+    return [line for line in result.stderr.splitlines() if line.strip() and "Warning" not in line
+            and not line.startswith("  ")]
+
+
+def test_misspelt_key_is_one_line_naming_it():
+    result = _run("pipeline", "model.nme=x")
+    assert result.returncode == 2
+    assert "Traceback" not in result.stderr
+    lines = _error_lines(result)
+    assert len(lines) == 1 and "model.nme" in lines[0]
+
+
+def test_rubric_with_missing_field_is_one_line_naming_file_and_field(tmp_path, rubric):
+    data = rubric.model_dump(mode="json")
+    del data["principles"][0]["weight"]
+    path = tmp_path / "bad.yaml"
+    path.write_text(yaml.safe_dump(data))
+    result = _run("judge", f"principles.path={path}", f"output_root={tmp_path}")
+    assert result.returncode != 0 and "Traceback" not in result.stderr
+    lines = _error_lines(result)
+    assert len(lines) == 1 and str(path) in lines[0] and "principles.0.weight" in lines[0]
+
+
+def test_unknown_stage_and_config_group_option():
+    assert _run("trian").returncode == 2
+    result = _run("dpo", "train=dpo_fulll")
+    assert result.returncode == 2 and "dpo_fulll" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_downstream_stage_without_inputs_says_what_to_run(tmp_path):
+    result = _run("pairs", f"output_root={tmp_path}")
+    assert result.returncode == 2 and "run `counsel-align generate` first" in result.stderr
+
+
+def test_cfg_prints_the_composed_config():
+    result = _run("pipeline", "--cfg")
+    assert result.returncode == 0
+    cfg = yaml.safe_load(result.stdout)
+    assert cfg["model"]["name_or_path"] == "embedded:smollm2-135m-instruct" and cfg["run"] == "quickstart"
