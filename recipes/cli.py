@@ -1,30 +1,45 @@
-"""The ``counsel-align`` command: ``counsel-align <stage> [hydra overrides]``."""
+"""The ``counsel-align`` command: ``counsel-align <command> [hydra overrides | options]``."""
 
 from __future__ import annotations
 
 import importlib
 import sys
 
+# Pipeline stages, in order. Each module under recipes/ exposes ``main(argv) -> int``.
 STAGES = ("generate", "judge", "pairs", "reward", "dpo", "evaluate", "report", "pipeline")
 
-USAGE = f"""usage: counsel-align <stage> [key=value ...] [--cfg]
+# Further commands: name -> (module, one-line help). Each module exposes ``main(argv) -> int``.
+COMMANDS: dict[str, tuple[str, str]] = {
+}
 
-stages: {', '.join(STAGES)}
+USAGE = """usage: counsel-align <command> [key=value ...] [--cfg]
+
+stages: {stages}
   pipeline runs every stage in order, skipping finished ones.
+{commands}
 example: counsel-align pipeline run=demo data.max_train_prompts=16"""
+
+
+def usage() -> str:
+    commands = "\n".join(f"  {name:<14} {help_text}" for name, (_, help_text) in sorted(COMMANDS.items()))
+    return USAGE.format(stages=", ".join(STAGES), commands=f"other commands:\n{commands}" if commands else "")
 
 
 def main(argv: list[str] | None = None) -> int:
     args = list(sys.argv[1:] if argv is None else argv)
     if not args or args[0] in ("-h", "--help"):
-        print(USAGE)
+        print(usage())
         return 0 if args else 2
-    stage, rest = args[0], args[1:]
-    if stage not in STAGES:
-        print(f"counsel-align: error: unknown stage {stage!r}; choose one of {', '.join(STAGES)}", file=sys.stderr)
+    name, rest = args[0], args[1:]
+    if name in STAGES:
+        module_name = f"recipes.{name}"
+    elif name in COMMANDS:
+        module_name = COMMANDS[name][0]
+    else:
+        known = ", ".join([*STAGES, *sorted(COMMANDS)])
+        print(f"counsel-align: error: unknown command {name!r}; choose one of {known}", file=sys.stderr)
         return 2
-    module = importlib.import_module(f"recipes.{stage}")
-    return module.main(rest)
+    return importlib.import_module(module_name).main(rest)
 
 
 if __name__ == "__main__":

@@ -12,7 +12,7 @@ DPO_KEYS = ("beta", "loss_type", "max_length", "precompute_ref_log_probs", "labe
 
 
 def build_dpo_trainer(model_path: str, tokenizer, train_dataset, train_cfg: dict, output_dir: str | Path,
-                      report_to: list[str], seed: int = 0, eval_dataset=None, callbacks=None):
+                      report_to: list[str], seed: int = 0, eval_dataset=None, callbacks=None, tune: bool = True):
     """A DPOTrainer; with LoRA the reference is the base model with the adapter disabled (no copy)."""
     from transformers import AutoModelForCausalLM
     from trl import DPOConfig, DPOTrainer
@@ -23,7 +23,7 @@ def build_dpo_trainer(model_path: str, tokenizer, train_dataset, train_cfg: dict
     if isinstance(extra.get("loss_type"), list | tuple):
         extra["loss_type"] = list(extra["loss_type"])
     args = training_arguments(DPOConfig, train_cfg, output_dir, report_to, seed, extra=extra)
-    return DPOTrainer(
+    trainer = DPOTrainer(
         model=model,
         ref_model=None,
         args=args,
@@ -33,3 +33,10 @@ def build_dpo_trainer(model_path: str, tokenizer, train_dataset, train_cfg: dict
         peft_config=build_lora_config(train_cfg, task_type="CAUSAL_LM"),
         callbacks=callbacks,
     )
+    if tune:
+        tune_for_device(trainer)
+    return trainer
+
+
+def tune_for_device(trainer) -> None:
+    """Adaptations of a built DPOTrainer that remove work it does not need here (see benchmarks/README.md)."""

@@ -1,0 +1,405 @@
+"""A judge behind any OpenAI-compatible chat endpoint: one JSON-schema request per reply, scoring all principles.
+
+Requests run concurrently under a cap and an optional requests/minute limit; 429s, 5xx, timeouts and invalid
+answers are retried with jittered exponential backoff; answers are cached per principle in a ``JudgmentCache``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import json
+import math
+import os
+from dataclasses import dataclass, field
+from typing import Annotated, Any
+
+import httpx
+import openai
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model
+from tenacity import AsyncRetrying, RetryCallState, retry_if_exception, stop_after_attempt, wait_random_exponential
+
+from rewards.errors import UserError
+from rewards.judges.base import (
+    SYSTEM_INTRO,
+    TEMPLATE_VERSION,
+    JudgeItem,
+    PrincipleScores,
+    item_block,
+    pairwise_messages,
+    rubric_system_prompt,
+)
+from rewards.judges.cache import JudgmentCache, judgment_key
+from rewards.rubric import Principle, Rubric
+
+# Bump when the JSON question below changes, so cached answers to the old question are not reused.
+JSON_TEMPLATE_VERSION = 1
+PAIRWISE = "pairwise"
+MAX_REASON = 300
+# httpcore scans every pooled connection (with a syscall each) whenever a request starts or ends, so one pool of
+# 32+ connections costs milliseconds of CPU per request; several small pools keep that scan short.
+CONNECTIONS_PER_POOL = 8
+
+Score = Annotated[int, Field(strict=True, ge=1, le=5)]
+
+
+class InvalidAnswer(Exception):
+    """The endpoint answered, but not with what the schema asks for (retried like a transient error)."""
+
+
+class _Choice(BaseModel):
+    better: str = Field(pattern="^[AB]$")
+
+
+@dataclass
+class ScoreResult:
+    """Outcome of one item: ``scores`` when judged, else ``error`` says why it failed."""
+
+    scores: PrincipleScores | None = None
+    error: str | None = None
+    cached: bool = False
+    usage: dict[str, int] = field(default_factory=lambda: {"prompt_tokens": 0, "completion_tokens": 0})
+
+
+class _RateLimiter:
+    """Spaces request starts at least 60/rpm seconds apart (a token bucket of size one)."""
+
+    def __init__(self, per_minute: float) -> None:
+        self.interval = 60.0 / per_minute
+        self._next = 0.0
+        self._lock = asyncio.Lock()
+
+    async def wait(self) -> None:
+        async with self._lock:
+            now = asyncio.get_running_loop().time()
+            start = max(now, self._next)
+            self._next = start + self.interval
+        if start > now:
+            await asyncio.sleep(start - now)
+
+
+def _one_line(text: object) -> str:
+    return " ".join(str(text).split())[:MAX_REASON]
+
+
+def _is_retryable(exc: BaseException) -> bool:
+    if isinstance(exc, InvalidAnswer | openai.APIConnectionError | openai.RateLimitError):
+        return True
+    return isinstance(exc, openai.APIStatusError) and exc.status_code >= 500
+
+
+def _is_unreachable(exc: BaseException) -> bool:
+    return isinstance(exc, openai.APIConnectionError) and not isinstance(exc, openai.APITimeoutError)
+
+
+def _describe_failure(exc: BaseException) -> str:
+    if isinstance(exc, InvalidAnswer):
+        return f"invalid answer: {_one_line(exc)}"
+    if isinstance(exc, openai.APITimeoutError):
+        return "request timed out"
+    if isinstance(exc, openai.APIStatusError):
+        return f"HTTP {exc.status_code}: {_one_line(exc.message)}"
+    return f"{type(exc).__name__}: {_one_line(exc)}"
+
+
+def _principle_hash(principle: Principle) -> str:
+    return judgment_key(json.dumps(principle.model_dump(mode="json"), sort_keys=True))
+
+
+@functools.lru_cache(maxsize=64)
+def _scores_model(principle_ids: tuple[str, ...]) -> type[BaseModel]:
+    """Validator of an answer scoring these principles (aliases keep ids like "model_x" clear of pydantic's names)."""
+    return create_model(
+        "PrincipleScoresAnswer", __config__=ConfigDict(extra="ignore"),
+        **{f"p{i}": (Score, Field(alias=pid)) for i, pid in enumerate(principle_ids)},
+    )
+
+
+def scores_schema(principle_ids: list[str]) -> dict[str, Any]:
+    """``response_format`` asking for an object with one required integer 1..5 per principle id."""
+    return {
+        "type": "json_schema",
+        "json_schema": {
+            "name": "principle_scores",
+            "strict": True,
+            "schema": {
+                "type": "object",
+                "properties": {pid: {"type": "integer", "minimum": 1, "maximum": 5} for pid in principle_ids},
+                "required": list(principle_ids),
+                "additionalProperties": False,
+            },
+        },
+    }
+
+
+PAIRWISE_SCHEMA: dict[str, Any] = {
+    "type": "json_schema",
+    "json_schema": {
+        "name": "better_reply",
+        "strict": True,
+        "schema": {
+            "type": "object",
+            "properties": {"better": {"type": "string", "enum": ["A", "B"]}},
+            "required": ["better"],
+            "additionalProperties": False,
+        },
+    },
+}
+
+
+def scores_question(principles: list[Principle]) -> str:
+    ids = ", ".join(p.id for p in principles)
+    return (
+        f"Rate the counselor reply on each of these principles separately: {ids}. Answer with a JSON object "
+        "that maps each principle id to an integer score from 1 to 5."
+    )
+
+
+class OpenAICompatibleJudge:
+    """Judge through an OpenAI-compatible ``/chat/completions`` endpoint (OpenAI, vLLM, llama.cpp, ...).
+
+    Args:
+        rubric: principles to score.
+        base_url: endpoint root, e.g. ``http://localhost:8000/v1``.
+        model: model name sent with each request.
+        api_key_env: environment variable holding the API key (read once, never logged). Default ``OPENAI_API_KEY``.
+        concurrency: most requests in flight at once. Default 32.
+        requests_per_minute: optional cap on request starts per minute. Default none.
+        max_retries: retries after the first attempt for 429, 5xx, timeouts, connection errors, invalid answers.
+        timeout: seconds per request. Default 60.
+        cache: optional ``JudgmentCache``; cached principles are never asked again.
+        temperature: sampling temperature sent with each request. Default 0.
+        retry_wait: first backoff in seconds (doubled per retry, with jitter, at most 32x). Default 0.5.
+    """
+
+    def __init__(
+        self,
+        rubric: Rubric,
+        base_url: str,
+        model: str,
+        api_key_env: str = "OPENAI_API_KEY",
+        concurrency: int = 32,
+        requests_per_minute: float | None = None,
+        max_retries: int = 5,
+        timeout: float = 60,
+        cache: JudgmentCache | None = None,
+        temperature: float = 0,
+        retry_wait: float = 0.5,
+    ) -> None:
+        api_key = os.environ.get(api_key_env)
+        if not api_key:
+            raise UserError(f"judge.api_key_env: environment variable {api_key_env} is not set; export it with the "
+                            "API key of the judge endpoint")
+        self._api_key = api_key
+        self.rubric = rubric
+        self.base_url = base_url
+        self.model = model
+        self.api_key_env = api_key_env
+        self.concurrency = concurrency
+        self.requests_per_minute = requests_per_minute
+        self.max_retries = max_retries
+        self.timeout = timeout
+        self.cache = cache
+        self.temperature = temperature
+        self.retry_wait = retry_wait
+        self._system_prompt = rubric_system_prompt(rubric)
+        self._template = judgment_key(SYSTEM_INTRO, str(TEMPLATE_VERSION), str(JSON_TEMPLATE_VERSION))
+        self._principle_hashes = {p.id: _principle_hash(p) for p in rubric.principles}
+        self.stats: dict[str, int] = dict.fromkeys(
+            ["requests", "retries", "prompt_tokens", "completion_tokens", "cache_hits", "cache_misses", "failures"], 0)
+
+    def __repr__(self) -> str:
+        return (f"OpenAICompatibleJudge(model={self.model!r}, base_url={self.base_url!r}, "
+                f"rubric={self.rubric.name!r}, api_key_env={self.api_key_env!r})")
+
+    # -- cache keys -----------------------------------------------------------------------------
+    def principle_key(self, item: JudgeItem, principle_id: str) -> str:
+        """Depends on this principle's content only, so editing one principle keeps the others' answers."""
+        return judgment_key(self._principle_hashes[principle_id], self._template, self.model, principle_id,
+                            item.client, item.response)
+
+    def pairwise_key(self, client: str, first: str, second: str) -> str:
+        return judgment_key(self.rubric.content_hash(), self._template, self.model, PAIRWISE, client, first, second)
+
+    # -- requests -------------------------------------------------------------------------------
+    def _client(self, connections: int) -> openai.AsyncOpenAI:
+        limits = httpx.Limits(max_connections=connections, max_keepalive_connections=connections)
+        http_client = httpx.AsyncClient(limits=limits, timeout=self.timeout)
+        return openai.AsyncOpenAI(base_url=self.base_url, api_key=self._api_key, max_retries=0,
+                                  timeout=self.timeout, http_client=http_client)
+
+    def _session(self) -> _Session:
+        """Clients for one event loop, and ``concurrency`` slots, each bound to a client with a free connection."""
+        pools = math.ceil(self.concurrency / CONNECTIONS_PER_POOL)
+        slots: asyncio.Queue[openai.AsyncOpenAI] = asyncio.Queue()
+        clients = []
+        for index in range(pools):
+            connections = len(range(index, self.concurrency, pools))
+            clients.append(self._client(connections))
+            for _ in range(connections):
+                slots.put_nowait(clients[-1])
+        limiter = _RateLimiter(self.requests_per_minute) if self.requests_per_minute else None
+        return _Session(clients, slots, limiter)
+
+    def _count_retry(self, state: RetryCallState) -> None:
+        self.stats["retries"] += 1
+
+    async def _ask(self, session: _Session, messages: list[dict], response_format: dict, parse, usage: dict) -> Any:
+        """One validated answer, retrying transient failures; raises the last failure when retries run out."""
+        retrying = AsyncRetrying(
+            stop=stop_after_attempt(self.max_retries + 1),
+            wait=wait_random_exponential(multiplier=self.retry_wait, max=self.retry_wait * 32),
+            retry=retry_if_exception(_is_retryable),
+            before_sleep=self._count_retry,
+            reraise=True,
+        )
+        async for attempt in retrying:
+            with attempt:
+                client = await session.slots.get()
+                try:
+                    if session.limiter is not None:
+                        await session.limiter.wait()
+                    self.stats["requests"] += 1
+                    # The body is sent as built and the reply read as plain JSON: openai's typed-param transform
+                    # and response models cost more CPU than the rest of a request, which limits throughput.
+                    response = await client.post("/chat/completions", cast_to=httpx.Response, body={
+                        "model": self.model, "messages": messages, "temperature": self.temperature,
+                        "response_format": response_format,
+                    })
+                finally:
+                    session.slots.put_nowait(client)
+                try:
+                    completion = response.json()
+                    for name in ("prompt_tokens", "completion_tokens"):
+                        tokens = int((completion.get("usage") or {}).get(name) or 0)
+                        usage[name] += tokens
+                        self.stats[name] += tokens
+                    content = completion["choices"][0]["message"]["content"]
+                except (ValueError, KeyError, IndexError, TypeError, AttributeError) as exc:
+                    raise InvalidAnswer(f"not a chat completion ({type(exc).__name__}: {_one_line(exc)})") from None
+                if not content:
+                    raise InvalidAnswer("empty answer")
+                try:
+                    return parse(json.loads(content))
+                except (json.JSONDecodeError, ValidationError) as exc:
+                    raise InvalidAnswer(_one_line(exc)) from None
+        raise AssertionError("unreachable")  # AsyncRetrying either returns or reraises
+
+    def _unreachable(self, exc: BaseException) -> UserError:
+        cause = exc.__cause__ or exc
+        return UserError(f"judge.base_url {self.base_url} unreachable: {_one_line(cause) or type(cause).__name__}; "
+                         "check that the server is running and the URL is right")
+
+    async def _score_missing(self, session: _Session, item: JudgeItem, known: PrincipleScores,
+                             missing: list[Principle]) -> ScoreResult:
+        ids = [p.id for p in missing]
+        validator = _scores_model(tuple(ids))
+        messages = [
+            {"role": "system", "content": self._system_prompt},
+            {"role": "user", "content": item_block(item) + scores_question(missing)},
+        ]
+        result = ScoreResult()
+        try:
+            answer = await self._ask(session, messages, scores_schema(ids),
+                                     lambda data: validator.model_validate(data).model_dump(by_alias=True),
+                                     result.usage)
+        except Exception as exc:
+            if _is_unreachable(exc):
+                raise self._unreachable(exc) from None
+            if not (_is_retryable(exc) or isinstance(exc, openai.APIStatusError)):
+                raise
+            self.stats["failures"] += 1
+            result.error = _describe_failure(exc)
+            return result
+        if self.cache is not None:
+            self.cache.put_many([(self.principle_key(item, pid), json.dumps(answer[pid])) for pid in ids])
+        scores = {**known, **{pid: float(answer[pid]) for pid in ids}}
+        result.scores = {pid: scores[pid] for pid in self.rubric.ids}
+        return result
+
+    async def score_async(self, items: list[JudgeItem]) -> list[ScoreResult]:
+        """Score every item; failures are returned as results with ``error``, not raised.
+
+        Raises ``UserError`` (and stops the other requests) when the endpoint cannot be reached at all.
+        """
+        keys = [{pid: self.principle_key(item, pid) for pid in self.rubric.ids} for item in items]
+        found = self.cache.get_many(k for ks in keys for k in ks.values()) if self.cache is not None else {}
+        results: list[ScoreResult | None] = [None] * len(items)
+        pending: list[tuple[int, PrincipleScores, list[Principle]]] = []
+        for index, item_keys in enumerate(keys):
+            known = {pid: float(json.loads(found[key])) for pid, key in item_keys.items() if key in found}
+            missing = [p for p in self.rubric.principles if p.id not in known]
+            self.stats["cache_hits"] += len(known)
+            self.stats["cache_misses"] += len(missing)
+            if missing:
+                pending.append((index, known, missing))
+            else:
+                results[index] = ScoreResult(scores=known, cached=True)
+        if pending:
+            async with self._session() as session:
+                try:
+                    async with asyncio.TaskGroup() as group:
+                        tasks = [(index, group.create_task(self._score_missing(session, items[index], known, missing)))
+                                 for index, known, missing in pending]
+                except ExceptionGroup as failures:
+                    raise failures.exceptions[0] from None
+            for index, task in tasks:
+                results[index] = task.result()
+        return [r for r in results if r is not None]
+
+    def score_with_failures(self, items: list[JudgeItem]) -> list[ScoreResult]:
+        return asyncio.run(self.score_async(items))
+
+    def score(self, items: list[JudgeItem]) -> list[PrincipleScores]:
+        """1..5 score of each item on each principle; ``UserError`` if any item could not be judged."""
+        results = self.score_with_failures(items)
+        failed = [r for r in results if r.scores is None]
+        if failed:
+            raise UserError(f"judge {self.model} failed on {len(failed)} of {len(items)} items after "
+                            f"{self.max_retries} retries; first reason: {failed[0].error}")
+        return [r.scores for r in results if r.scores is not None]
+
+    # -- pairwise -------------------------------------------------------------------------------
+    async def compare_async(self, client: str, first: str, second: str) -> float:
+        key = self.pairwise_key(client, first, second)
+        if self.cache is not None and (hit := self.cache.get(key)) is not None:
+            self.stats["cache_hits"] += 1
+            return 1.0 if json.loads(hit) == "A" else 0.0
+        self.stats["cache_misses"] += 1
+        messages = pairwise_messages(self.rubric, client, first, second)
+        messages[-1]["content"] += ' Answer as JSON: {"better": "A"} or {"better": "B"}.'
+        async with self._session() as session:
+            try:
+                better = await self._ask(session, messages, PAIRWISE_SCHEMA,
+                                         lambda data: _Choice.model_validate(data).better,
+                                         {"prompt_tokens": 0, "completion_tokens": 0})
+            except Exception as exc:
+                if _is_unreachable(exc):
+                    raise self._unreachable(exc) from None
+                if not (_is_retryable(exc) or isinstance(exc, openai.APIStatusError)):
+                    raise
+                self.stats["failures"] += 1
+                return 0.5
+        if self.cache is not None:
+            self.cache.put(key, json.dumps(better))
+        return 1.0 if better == "A" else 0.0
+
+    def compare(self, client: str, first: str, second: str) -> float:
+        """1.0 if ``first`` (shown as reply A) is judged better, 0.0 if not, 0.5 if the judge failed."""
+        return asyncio.run(self.compare_async(client, first, second))
+
+
+@dataclass
+class _Session:
+    """Per-event-loop resources of one ``score_async`` / ``compare_async`` call."""
+
+    clients: list[openai.AsyncOpenAI]
+    slots: asyncio.Queue[openai.AsyncOpenAI]
+    limiter: _RateLimiter | None
+
+    async def __aenter__(self) -> _Session:
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        for client in self.clients:
+            await client.close()
