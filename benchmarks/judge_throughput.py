@@ -8,13 +8,17 @@ from __future__ import annotations
 
 import argparse
 import os
+import sys
 import tempfile
 import time
 from pathlib import Path
 
-from rewards.judges import JudgeItem, JudgmentCache, OpenAICompatibleJudge
-from rewards.rubric import load_rubric
-from tests.fake_openai_server import FakeOpenAIServer
+if __package__ in (None, ""):  # run as `python benchmarks/judge_throughput.py`: the fake server lives in tests/
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from rewards.judges import JudgeItem, JudgmentCache, OpenAICompatibleJudge  # noqa: E402
+from rewards.rubric import load_rubric  # noqa: E402
+from tests.fake_openai_server import FakeOpenAIServer  # noqa: E402
 
 RUBRIC = Path(__file__).resolve().parent.parent / "principles" / "psychocounsel.yaml"
 KEY_ENV = "COUNSEL_BENCH_KEY"

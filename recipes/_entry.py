@@ -18,6 +18,7 @@ from pathlib import Path
 from omegaconf import DictConfig, OmegaConf
 
 from rewards.artifacts import atomic_write_json, atomic_write_text, read_manifest, sha256_json, sha256_tree
+from rewards.distributed import is_main_process, wait_for_file_text
 from rewards.errors import UserError
 from rewards.versions import package_versions
 
@@ -113,6 +114,10 @@ def run_stage(cfg: DictConfig, name: str, work: Callable[[StageContext], dict], 
     if existing and existing.get("fingerprint") == fingerprint:
         print(f"[counsel-align] {name}: up to date, skipped ({stage_dir})", flush=True)
         return existing
+    if not is_main_process():  # under `accelerate launch`: rank 0 prepares the folder and writes the manifest
+        wait_for_file_text(stage_dir / FINGERPRINT_FILE, fingerprint)
+        work(StageContext(cfg=cfg, name=name, run_dir=run_dir, dir=stage_dir))
+        return {"stage": name, "fingerprint": fingerprint}
     _prepare_stage_dir(stage_dir, fingerprint)
     print(f"[counsel-align] {name}: running -> {stage_dir}", flush=True)
     started = time.perf_counter()

@@ -10,6 +10,20 @@ STAGES = ("generate", "judge", "pairs", "reward", "dpo", "evaluate", "report", "
 
 # Further commands: name -> (module, one-line help). Each module exposes ``main(argv) -> int``.
 COMMANDS: dict[str, tuple[str, str]] = {
+    "preview": ("recipes.preview", "rendered pairs, loss mask, token counts and truncation at max_length"),
+    "plan": ("recipes.plan", "dry run: launch plan, per-GPU memory estimate, token budget (no weights)"),
+    "agreement": ("recipes.agreement", "judge accuracy on human preference pairs (CounselChat) vs length"),
+    "principles": ("recipes.principles_cli", "principles validate|show|diff: check a rubric, print prompts, diff"),
+    "simulate-clients": ("recipes.simulate_clients", "client prompts from persona x topic x stage x risk, deduped"),
+    "score": ("recipes.score", "per-principle scores of one (prompt, response) from a trained reward model"),
+    "reward-eval": ("recipes.reward_eval", "reward-model accuracy by principle, topic, length; baselines; CounselChat"),
+    "grpo": ("recipes.grpo", "online RLHF with TRL GRPOTrainer against the trained reward model"),
+    "rloo": ("recipes.rloo", "online RLHF with TRL RLOOTrainer against the trained reward model"),
+    "runs": ("recipes.runs", "table of runs under outputs/ with key metrics and checkpoints"),
+    "pull": ("recipes.pull", "pull <hub-id|path> [--to DIR]: copy a checkpoint with its model card"),
+    "push": ("recipes.push", "push <checkpoint> <hub-id|path>: publish a checkpoint with its model card"),
+    "evaluate-checkpoint": ("recipes.evaluate_checkpoint", "evaluate-checkpoint <path|hub-id>: evaluate a checkpoint"),
+    "feedback": ("recipes.feedback", "judge a trainee's reply: per-principle scores, reasons, one suggestion"),
 }
 
 USAGE = """usage: counsel-align <command> [key=value ...] [--cfg]

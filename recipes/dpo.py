@@ -5,7 +5,10 @@ from __future__ import annotations
 from omegaconf import DictConfig, OmegaConf
 
 from recipes._entry import StageContext, entry, run_stage
-from recipes.reward import _last_checkpoint, load_pairs
+from recipes.reward import load_pairs
+from rewards.artifacts import atomic_write_json
+from rewards.checkpointing import install_guards, resume_checkpoint, save_final_model
+from rewards.distributed import is_main_process
 from rewards.models import load_tokenizer
 from rewards.policy import build_dpo_trainer
 from rewards.tracking import configure_wandb
@@ -19,11 +22,15 @@ def work(ctx: StageContext) -> dict:
     report_to = configure_wandb(cfg.wandb.mode, cfg.wandb.project, ctx.run_dir / "wandb", f"{cfg.run}-dpo")
     columns = ["prompt", "chosen", "rejected"]
     train = pairs["train"].select_columns(columns)
+    checkpoint = resume_checkpoint(ctx.dir / "checkpoints", cfg.resume)
     trainer = build_dpo_trainer(cfg.model.name_or_path, tokenizer, train, train_cfg, ctx.dir / "checkpoints",
                                 report_to, cfg.seed)
-    trainer.train(resume_from_checkpoint=_last_checkpoint(ctx))
-    trainer.save_model(str(ctx.dir / "model"))
-    tokenizer.save_pretrained(str(ctx.dir / "model"))
+    guard = install_guards(trainer)
+    trainer.train(resume_from_checkpoint=checkpoint)
+    guard.raise_if_tripped(ctx.dir / "checkpoints")
+    save_final_model(trainer, tokenizer, ctx.dir / "model")  # ZeRO-3: consolidated safetensors
+    if is_main_process():
+        atomic_write_json(ctx.dir / "log_history.json", trainer.state.log_history)  # training curves for the report
     history = [h for h in trainer.state.log_history if "loss" in h]
     metrics = {
         "train_loss": round(trainer.state.log_history[-1].get("train_loss", float("nan")), 4),
@@ -37,6 +44,10 @@ def work(ctx: StageContext) -> dict:
 
 
 def run(cfg: DictConfig) -> dict:
+    if cfg.dry_run:
+        from recipes.plan import run as print_plan
+
+        return print_plan(cfg)
     return run_stage(cfg, "dpo", work, ["model", "train", "seed"], inputs=["pairs"])
 
 

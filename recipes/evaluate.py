@@ -1,82 +1,93 @@
-"""Stage 6: on held-out prompts, compare the DPO policy with its base model."""
+"""Stage 6: on held-out prompts, compare the DPO policy with its base (or another reference), run the red-flag
+suite with the release gate, and export the policy as a checkpoint with its model card.
+
+``evaluate.checkpoint=<folder>`` evaluates an exported (e.g. pulled) checkpoint instead, needing no other stage.
+"""
 
 from __future__ import annotations
 
-import statistics
+from pathlib import Path
 
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig, open_dict
 
-from recipes._entry import StageContext, entry, project_path, run_stage
-from recipes.judge import build_judge
-from rewards.artifacts import atomic_write_json, atomic_write_jsonl, read_jsonl
-from rewards.evaluation import judged_comparison, principle_means, win_rate
-from rewards.generation import batched, chat_messages, generate_texts, render_prompts
-from rewards.judges import JudgeItem
-from rewards.models import load_causal_lm, load_tokenizer
+from recipes._entry import StageContext, entry, run_stage
+from recipes.assessment import assess, check_evaluate_config, checkpoint_base_model
+from recipes.export import export_run_checkpoint
+from rewards.artifacts import read_jsonl, sha256_tree
+from rewards.errors import UserError
+from rewards.model_card import REWARD_MODEL_DIR
+from rewards.release_gate import gate_line
 from rewards.reward_model import RewardScorer
-from rewards.rubric import load_rubric
 
-
-def policy_responses(cfg: DictConfig, adapter_dir, prompts: list[dict]) -> dict[str, list[str]]:
-    """Greedy replies of the base model and of the DPO policy (base + adapter) to each prompt."""
-    from peft import PeftModel
-
-    tokenizer = load_tokenizer(cfg.model.name_or_path, cfg.model.trust_remote_code)
-    base = load_causal_lm(cfg.model.name_or_path, cfg.model.dtype, cfg.device, cfg.model.trust_remote_code)
-    policy = PeftModel.from_pretrained(base, str(adapter_dir)).eval()
-    replies: dict[str, list[str]] = {"base": [], "dpo": []}
-    for batch in batched(prompts, cfg.evaluate.batch_size):
-        rendered = render_prompts(tokenizer, [chat_messages(p["text"]) for p in batch])
-        with policy.disable_adapter():
-            replies["base"] += [o[0]["text"] for o in generate_texts(policy, tokenizer, rendered,
-                                                                      cfg.evaluate.max_new_tokens)]
-        replies["dpo"] += [o[0]["text"] for o in generate_texts(policy, tokenizer, rendered,
-                                                                 cfg.evaluate.max_new_tokens)]
-    return replies
+CONFIG_KEYS = ["model", "judge", "evaluate", "principles", "device", "seed"]
 
 
 def work(ctx: StageContext) -> dict:
     cfg = ctx.cfg
     prompts = [p for p in read_jsonl(ctx.input_dir("generate") / "prompts.jsonl") if p["split"] == "test"]
-    replies = policy_responses(cfg, ctx.input_dir("dpo") / "model", prompts)
     scorer = RewardScorer.from_pretrained(ctx.input_dir("reward") / "model", base_model=cfg.model.name_or_path,
                                           device=cfg.device, dtype=cfg.model.dtype)
-    conversations = [[{"role": "user", "content": p["text"]}] for p in prompts]
-    rewards = {name: scorer.score(conversations, texts) for name, texts in replies.items()}
-    rubric = load_rubric(project_path(cfg.principles.path))
-    judge = build_judge(cfg, rubric)
-    rows, verdicts = [], []
-    for index, prompt in enumerate(prompts):
-        base_reply, dpo_reply = replies["base"][index], replies["dpo"][index]
-        outcome = judged_comparison(judge, prompt["text"], dpo_reply, base_reply)
-        verdicts.append(outcome.verdict(cfg.evaluate.tie_band))
-        rows.append({
-            "prompt_id": prompt["id"], "topic": prompt["topic"], "prompt": prompt["text"],
-            "base": base_reply, "dpo": dpo_reply,
-            "base_reward": rewards["base"][index], "dpo_reward": rewards["dpo"][index],
-            "base_principles": judge.score([JudgeItem(prompt["text"], base_reply)])[0],
-            "dpo_principles": judge.score([JudgeItem(prompt["text"], dpo_reply)])[0],
-            "p_dpo_better_as_a": round(outcome.p_first_as_a, 4),
-            "p_dpo_better_as_b": round(outcome.p_first_as_b, 4),
-            "verdict": verdicts[-1],
-        })
-    atomic_write_jsonl(ctx.dir / "eval.jsonl", rows)
-    metrics = {
-        "base_score": round(statistics.mean(rewards["base"]), 4) if rows else None,
-        "dpo_score": round(statistics.mean(rewards["dpo"]), 4) if rows else None,
-        **win_rate(verdicts),
-        "base_principles": principle_means([r["base_principles"] for r in rows]),
-        "dpo_principles": principle_means([r["dpo_principles"] for r in rows]),
-        "identical_replies": sum(r["base"] == r["dpo"] for r in rows),
-        "judge": OmegaConf.to_container(cfg.judge, resolve=True),
-    }
-    atomic_write_json(ctx.dir / "metrics.json", metrics)
-    return {"counts": {"n_eval_prompts": len(rows)}, "metrics": metrics}
+    metrics = assess(cfg, ctx.dir, prompts, ctx.input_dir("dpo") / "model", scorer)
+    checkpoint = export_run_checkpoint(cfg, ctx.run_dir, ctx.dir, metrics)
+    metrics["exported_checkpoint"] = str(checkpoint)
+    print(f"[counsel-align] evaluate: exported checkpoint with model card -> {checkpoint}", flush=True)
+    return {"counts": {"n_eval_prompts": len(prompts), "n_redflag_scenarios": metrics["safety"]["n_scenarios"]},
+            "metrics": metrics}
+
+
+def checkpoint_work(ctx: StageContext) -> dict:
+    """Evaluate an exported checkpoint on the configured held-out prompts; its reward model is used if it has one."""
+    from recipes.generate import selected_prompts
+
+    cfg = ctx.cfg
+    checkpoint = Path(cfg.evaluate.checkpoint)
+    prompts = [p for p in selected_prompts(cfg) if p["split"] == "test"]
+    scorer = None
+    if (checkpoint / REWARD_MODEL_DIR).is_dir():
+        scorer = RewardScorer.from_pretrained(checkpoint / REWARD_MODEL_DIR, base_model=cfg.model.name_or_path,
+                                              device=cfg.device, dtype=cfg.model.dtype)
+    metrics = assess(cfg, ctx.dir, prompts, checkpoint, scorer)
+    from recipes.evaluation_page import write_evaluation_page
+
+    write_evaluation_page(cfg.run, ctx.dir, metrics)
+    return {"counts": {"n_eval_prompts": len(prompts), "n_redflag_scenarios": metrics["safety"]["n_scenarios"]},
+            "metrics": metrics}
+
+
+def run_checkpoint(cfg: DictConfig) -> dict:
+    checkpoint = Path(cfg.evaluate.checkpoint).expanduser().resolve()
+    if not checkpoint.is_dir():
+        raise UserError(f"evaluate.checkpoint: {checkpoint} is not a folder; pull it first with "
+                        "`counsel-align pull <hub-id|path> --to DIR`")
+    base = checkpoint_base_model(checkpoint)
+    with open_dict(cfg):
+        cfg.evaluate.checkpoint = str(checkpoint)
+        # The fingerprint follows the checkpoint's content, not only its path.
+        cfg.evaluate.checkpoint_sha256 = sha256_tree(checkpoint)
+        if base and base != cfg.model.name_or_path:
+            print(f"[counsel-align] evaluate: base model from the checkpoint card: {base}", flush=True)
+            cfg.model.name_or_path = base
+    return run_stage(cfg, "evaluate", checkpoint_work, CONFIG_KEYS, inputs=[], uses_rubric=True)
+
+
+def enforce_gate(cfg: DictConfig, metrics: dict) -> None:
+    """Print the gate's decision; with ``evaluate.gate=strict`` a held-back checkpoint is an error (exit 2)."""
+    decision = metrics["safety"]["gate"]
+    line = gate_line(decision)
+    print(f"[counsel-align] {line}", flush=True)
+    if cfg.evaluate.gate == "strict" and not decision["release"]:
+        raise UserError(f"{line}; see {metrics['checkpoint']} and evaluate/redflags.jsonl")
 
 
 def run(cfg: DictConfig) -> dict:
-    return run_stage(cfg, "evaluate", work, ["model", "judge", "evaluate", "principles", "device"],
-                     inputs=["generate", "reward", "dpo"], uses_rubric=True)
+    check_evaluate_config(cfg)
+    if cfg.evaluate.checkpoint:
+        manifest = run_checkpoint(cfg)
+    else:
+        manifest = run_stage(cfg, "evaluate", work, CONFIG_KEYS, inputs=["generate", "reward", "dpo"],
+                             uses_rubric=True)
+    enforce_gate(cfg, manifest["metrics"])
+    return manifest
 
 
 main = entry("evaluate", run)

@@ -2,24 +2,12 @@
 
 from __future__ import annotations
 
-import statistics
-
 from omegaconf import DictConfig, OmegaConf
 
 from recipes._entry import StageContext, entry, project_path, run_stage
 from rewards.artifacts import atomic_write_jsonl, read_jsonl
-from rewards.pairs import PairPolicy, build_pairs
+from rewards.pairs import PairPolicy, build_pairs, check_split_leakage, length_stats
 from rewards.rubric import load_rubric
-
-
-def length_stats(pairs: list[dict]) -> dict:
-    if not pairs:
-        return {}
-    chosen = [len(p["chosen"][0]["content"]) for p in pairs]
-    rejected = [len(p["rejected"][0]["content"]) for p in pairs]
-    return {"chosen_mean_chars": round(statistics.mean(chosen), 1),
-            "rejected_mean_chars": round(statistics.mean(rejected), 1),
-            "chosen_longer_fraction": round(sum(c > r for c, r in zip(chosen, rejected, strict=True)) / len(pairs), 3)}
 
 
 def work(ctx: StageContext) -> dict:
@@ -29,7 +17,8 @@ def work(ctx: StageContext) -> dict:
     prompts = {p["id"]: p for p in read_jsonl(ctx.input_dir("generate") / "prompts.jsonl")}
     judged = read_jsonl(ctx.input_dir("judge") / "judged.jsonl")
     policy = PairPolicy(margin=cfg.pairs.margin, safety_threshold=cfg.pairs.safety_threshold,
-                        strategy=cfg.pairs.strategy)
+                        strategy=cfg.pairs.strategy, duplicate_threshold=cfg.pairs.get("duplicate_threshold", 0.9),
+                        max_length_ratio=cfg.pairs.get("max_length_ratio"), seed=cfg.seed)
     from datasets import Dataset, DatasetDict
 
     splits, counts = {}, {}
@@ -39,8 +28,7 @@ def work(ctx: StageContext) -> dict:
         splits[split] = pairs
         counts.update({f"{split}_{k}": v for k, v in split_counts.items()})
         atomic_write_jsonl(ctx.dir / f"{split}.jsonl", pairs)
-    overlap = {p["prompt_id"] for p in splits["train"]} & {p["prompt_id"] for p in splits["test"]}
-    assert not overlap, f"prompt-level split leaked: {sorted(overlap)[:3]}"
+    check_split_leakage(splits)
     dataset = DatasetDict({s: Dataset.from_list(rows) if rows else Dataset.from_dict({}) for s, rows in splits.items()})
     tmp = ctx.dir / ".dataset.tmp"
     dataset.save_to_disk(str(tmp))
@@ -51,7 +39,8 @@ def work(ctx: StageContext) -> dict:
 
 
 def run(cfg: DictConfig) -> dict:
-    return run_stage(cfg, "pairs", work, ["pairs", "principles"], inputs=["generate", "judge"], uses_rubric=True)
+    return run_stage(cfg, "pairs", work, ["pairs", "principles", "seed"], inputs=["generate", "judge"],
+                     uses_rubric=True)
 
 
 main = entry("pairs", run)

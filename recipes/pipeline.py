@@ -13,6 +13,11 @@ STAGES = (generate, judge, pairs, reward, dpo, evaluate, report)
 
 def run(cfg: DictConfig) -> None:
     load_rubric(project_path(cfg.principles.path))  # refuse a bad rubric before any work
+    if cfg.dry_run:
+        from recipes.plan import run as print_plan
+
+        print_plan(cfg)
+        return
     for stage in STAGES:
         stage.run(cfg)
 

@@ -1,11 +1,13 @@
-"""Stage 7: collect every stage's manifest into metrics.json, report.md and PNG plots."""
+"""Stage 7: collect every stage's manifest into metrics.json, report.md, report.html (offline) and PNG plots."""
 
 from __future__ import annotations
 
 from omegaconf import DictConfig
 
 from recipes._entry import StageContext, entry, run_stage
+from recipes.evaluation_page import evaluation_sections, load_histories
 from rewards.artifacts import atomic_write_json, atomic_write_text, read_jsonl, read_manifest
+from rewards.html_report import Section, render_html, render_sections_markdown
 from rewards.report import plot_candidate_scores, plot_principles, plot_rewards, plot_stage_seconds, render_markdown
 
 STAGES = ("generate", "judge", "pairs", "reward", "dpo", "evaluate")
@@ -26,6 +28,10 @@ def work(ctx: StageContext) -> dict:
         "base_score": evaluation["base_score"],
         "dpo_score": evaluation["dpo_score"],
         "win_rate": evaluation["win_rate"],
+        "win_rate_ci": evaluation["win_rate_ci"],
+        "base_pass_rate": evaluation["base_pass_rate"],
+        "trained_pass_rate": evaluation["trained_pass_rate"],
+        "release": evaluation["release"],
         "stage_seconds": {stage: m["wall_seconds"] for stage, m in manifests.items()},
     }
     judged = read_jsonl(ctx.input_dir("judge") / "judged.jsonl")
@@ -48,9 +54,37 @@ def work(ctx: StageContext) -> dict:
         "rubric_sha256": manifests["judge"]["rubric_sha256"], "judge": evaluation["judge"]["backend"],
     }
     atomic_write_json(ctx.dir / "metrics.json", metrics)
-    atomic_write_text(ctx.dir / "report.md", render_markdown(ctx.cfg.run, metrics, extra))
-    print(f"[counsel-align] report: {ctx.dir / 'report.md'}", flush=True)
-    return {"counts": {"n_plots": 4}, "metrics": metrics}
+    sections = evaluation_sections(ctx.dir, evaluation, rows, load_histories(ctx.run_dir))
+    atomic_write_text(ctx.dir / "report.md", render_markdown(ctx.cfg.run, metrics, extra)
+                      + "\n" + render_sections_markdown(sections))
+    write_html(ctx, metrics, extra, sections)
+    print(f"[counsel-align] report: {ctx.dir / 'report.html'} and report.md", flush=True)
+    return {"counts": {"n_plots": len(list(ctx.dir.glob("*.png")))}, "metrics": metrics}
+
+
+def write_html(ctx: StageContext, metrics: dict, extra: dict, sections: list[Section]) -> None:
+    low, high = metrics["win_rate_ci"]
+    headline = Section("Headline figures", "", ["figure", "value"], [
+        ["prompts (train / test)", f"{extra['n_train_prompts']} / {extra['n_test_prompts']}"],
+        ["candidates / judged / pairs", f"{metrics['n_candidates']} / {metrics['n_judged']} / {metrics['n_pairs']}"],
+        ["reward model held-out accuracy (length-only baseline)",
+         f"{metrics['rm_accuracy']:.3f} ({metrics['rm_length_baseline']:.3f})"],
+        ["mean reward: base / trained", f"{metrics['base_score']:.3f} / {metrics['dpo_score']:.3f}"],
+        ["judged win rate of trained over reference", f"{metrics['win_rate']:.3f} [{low:.3f}, {high:.3f}]"],
+        ["red-flag pass rate: base / trained", f"{metrics['base_pass_rate']:.3f} / {metrics['trained_pass_rate']:.3f}"],
+        ["release gate", "release" if metrics["release"] else "do NOT release"],
+    ])
+    extras = [
+        Section("Judge scores of all candidates", images=[("candidate_scores.png", "candidate judge scores")]),
+        Section("Time per stage (seconds)", "", ["stage", "seconds"],
+                [[k, v] for k, v in metrics["stage_seconds"].items()], [("stage_seconds.png", "time per stage")]),
+        Section("Reading these numbers", "The quickstart uses a 135M-parameter model as generator, judge, reward "
+                "model and policy on a few dozen prompts: it shows the method end to end, not counseling quality."),
+    ]
+    subtitle = (f"model {extra['model']} · rubric {extra['rubric']} (sha256 {extra['rubric_sha256'][:12]}) · "
+                f"judge {extra['judge']}")
+    atomic_write_text(ctx.dir / "report.html", render_html(f"counsel-align run {ctx.cfg.run}", subtitle,
+                                                           [headline, *sections, *extras], ctx.dir))
 
 
 def run(cfg: DictConfig) -> dict:

@@ -1,15 +1,21 @@
-"""Stage 4: train a reward model on the train pairs; report held-out pairwise accuracy."""
+"""Stage 4: train a reward model on the train pairs (scalar TRL RM or one head per principle); export it with a
+model card; report held-out pairwise accuracy beside the length-only baseline."""
 
 from __future__ import annotations
 
 from omegaconf import DictConfig, OmegaConf
 
-from recipes._entry import StageContext, entry, run_stage
-from rewards.artifacts import atomic_write_json
+from recipes._entry import StageContext, entry, project_path, run_stage
+from rewards.artifacts import atomic_write_json, read_manifest
 from rewards.errors import UserError
 from rewards.models import load_tokenizer
+from rewards.reward_io import export_reward_model
 from rewards.reward_model import RewardScorer, length_baseline_accuracy, pairwise_accuracy, train_reward_model
+from rewards.rm_data import response_text, tokenize_pairs
+from rewards.rubric import load_rubric
 from rewards.tracking import configure_wandb
+
+METHODS = ("reward", "reward_multihead")
 
 
 def load_pairs(ctx: StageContext):
@@ -21,36 +27,83 @@ def load_pairs(ctx: StageContext):
     return dataset
 
 
+def scorable(pairs) -> list[dict]:
+    return [r for r in pairs if response_text(r["chosen"]).strip() and response_text(r["rejected"]).strip()]
+
+
 def held_out_accuracy(scorer: RewardScorer, pairs) -> dict:
-    rows = list(pairs)
+    rows = scorable(pairs)
     if not rows:
-        return {"rm_accuracy": float("nan"), "rm_length_baseline": float("nan"), "n_eval_pairs": 0}
+        return {"rm_accuracy": float("nan"), "rm_length_baseline": float("nan"), "n_eval_pairs": 0,
+                "n_eval_pairs_dropped_empty": len(pairs)}
     prompts = [r["prompt"] for r in rows]
-    chosen = scorer.score(prompts, [r["chosen"][0]["content"] for r in rows])
-    rejected = scorer.score(prompts, [r["rejected"][0]["content"] for r in rows])
+    chosen = scorer.score(prompts, [response_text(r["chosen"]) for r in rows])
+    rejected = scorer.score(prompts, [response_text(r["rejected"]) for r in rows])
     return {"rm_accuracy": round(pairwise_accuracy(chosen, rejected), 4),
             "rm_length_baseline": round(length_baseline_accuracy(rows), 4),
-            "n_eval_pairs": len(rows)}
+            "n_eval_pairs": len(rows), "n_eval_pairs_dropped_empty": len(pairs) - len(rows)}
+
+
+def build_trainer(ctx: StageContext, train_cfg: dict, tokenizer, pairs, principle_ids: list[str]):
+    """Tokenize the train pairs (counting drops/truncations) and build the trainer for the configured method."""
+    cfg = ctx.cfg
+    multihead = train_cfg.get("method") == "reward_multihead"
+    rows, report = tokenize_pairs(pairs["train"], tokenizer, train_cfg["max_length"], train_cfg.get("overflow", "drop"),
+                                  principle_ids=principle_ids if multihead else (),
+                                  use_margin=bool(train_cfg.get("use_margin")) and not multihead,
+                                  source=str(ctx.input_dir("pairs") / "dataset"))
+    print(f"[counsel-align] reward: train pairs: {report.summary()}", flush=True)
+    if not rows:
+        raise UserError(f"reward: every train pair was dropped ({report.summary()}); raise reward_train.max_length "
+                        "or set reward_train.overflow=truncate")
+    report_to = configure_wandb(cfg.wandb.mode, cfg.wandb.project, ctx.run_dir / "wandb", f"{cfg.run}-reward")
+    if multihead:
+        from rewards.multihead import train_multihead_reward_model
+
+        trainer = train_multihead_reward_model(cfg.model.name_or_path, tokenizer, rows, principle_ids, train_cfg,
+                                               ctx.dir / "checkpoints", report_to, cfg.seed,
+                                               trust_remote_code=cfg.model.trust_remote_code)
+    else:
+        from datasets import Dataset
+
+        trainer = train_reward_model(cfg.model.name_or_path, tokenizer, Dataset.from_list(rows), None, train_cfg,
+                                     ctx.dir / "checkpoints", report_to, cfg.seed)
+    return trainer, report
 
 
 def work(ctx: StageContext) -> dict:
     cfg = ctx.cfg
     train_cfg = OmegaConf.to_container(cfg.reward_train, resolve=True)
+    method = train_cfg.get("method", "reward")
+    if method not in METHODS:
+        raise UserError(f"reward_train.method: {method!r} is not one of {list(METHODS)}")
+    rubric = load_rubric(project_path(cfg.principles.path))
     pairs = load_pairs(ctx)
     tokenizer = load_tokenizer(cfg.model.name_or_path, cfg.model.trust_remote_code)
-    report_to = configure_wandb(cfg.wandb.mode, cfg.wandb.project, ctx.run_dir / "wandb", f"{cfg.run}-reward")
-    trainer = train_reward_model(cfg.model.name_or_path, tokenizer, pairs["train"], None, train_cfg,
-                                 ctx.dir / "checkpoints", report_to, cfg.seed)
+    trainer, data_report = build_trainer(ctx, train_cfg, tokenizer, pairs, rubric.ids)
     trainer.train(resume_from_checkpoint=_last_checkpoint(ctx))
-    trainer.save_model(str(ctx.dir / "model"))
-    tokenizer.save_pretrained(str(ctx.dir / "model"))
-    scorer = RewardScorer(trainer.model, tokenizer, batch_size=8, max_length=train_cfg["max_length"])
-    metrics = held_out_accuracy(scorer, pairs["test"])
+    multihead = method == "reward_multihead"
+    weights = rubric.weights(OmegaConf.to_container(cfg.principles.weights)) if multihead else {"reward": 1.0}
+    scorer = RewardScorer(trainer.model, tokenizer, batch_size=8, max_length=train_cfg["max_length"], weights=weights)
+    metrics = held_out_accuracy(scorer, list(pairs["test"]))
     metrics["train_loss"] = round(trainer.state.log_history[-1].get("train_loss", float("nan")), 4)
+    if multihead:
+        from rewards.multihead import principle_accuracy
+
+        metrics["principle_accuracy"] = principle_accuracy(scorer, scorable(pairs["test"]), rubric.ids)
     atomic_write_json(ctx.dir / "metrics.json", metrics)
+    pairs_manifest = read_manifest(ctx.input_dir("pairs")) or {}
+    export_reward_model(trainer.model, tokenizer, ctx.dir / "model", base_model=cfg.model.name_or_path,
+                        weights=weights, max_length=train_cfg["max_length"],
+                        merge_lora=bool(train_cfg.get("merge_lora")),
+                        provenance={"run": cfg.run, "method": method, "peft": train_cfg.get("peft"),
+                                    "rubric_sha256": pairs_manifest.get("rubric_sha256"),
+                                    "pairs_sha256": pairs_manifest.get("outputs_sha256")},
+                        metrics={k: v for k, v in metrics.items() if not isinstance(v, dict)})
     print(f"[counsel-align] reward: held-out accuracy {metrics['rm_accuracy']} "
           f"(length-only baseline {metrics['rm_length_baseline']}) on {metrics['n_eval_pairs']} pairs", flush=True)
-    return {"counts": {"n_train_pairs": len(pairs["train"]), "n_eval_pairs": metrics["n_eval_pairs"]},
+    return {"counts": {"n_train_pairs": len(pairs["train"]), "n_eval_pairs": metrics["n_eval_pairs"],
+                       "train_data": data_report.as_dict()},
             "metrics": {**metrics, "base_model": cfg.model.name_or_path}}
 
 

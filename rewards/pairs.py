@@ -1,12 +1,24 @@
-"""Preference pairs from per-principle scores: weighted aggregate, margin, safety veto, no ties."""
+"""Preference pairs from per-principle scores: weighted aggregate, margin, safety veto, no ties.
+
+Also the guards against what makes pairs teach the wrong thing: near-duplicate replies, a chosen reply that is
+only longer, and a prompt that shows up in both the train and the test split.
+"""
 
 from __future__ import annotations
 
+import difflib
 import itertools
+import random
+import re
+import statistics
 from collections import defaultdict
 from dataclasses import dataclass
 
+from rewards.errors import UserError
 from rewards.rubric import Rubric
+
+STRATEGIES = ("all", "best_vs_worst", "best_vs_random")
+_WORD = re.compile(r"\w+")
 
 
 @dataclass(frozen=True)
@@ -15,12 +27,20 @@ class PairPolicy:
 
     margin: minimum aggregate-score gap between chosen and rejected; smaller gaps count as ties.
     safety_threshold: a response scoring below this on any safety principle is never chosen.
-    strategy: "all" (every pair above the margin), "best_vs_worst" (one pair per prompt).
+    strategy: "all" (every pair above the margin), "best_vs_worst" (one pair per prompt), "best_vs_random"
+        (the best reply against one other reply drawn at random, seeded per prompt).
+    duplicate_threshold: replies this similar (token Jaccard or difflib ratio, 0..1) are not a pair; None = keep.
+    max_length_ratio: drop pairs whose chosen reply is more than this many times longer (in characters) than the
+        rejected one, so the pairs do not teach "longer is better"; None = no cap.
+    seed: seed of the random draw of "best_vs_random".
     """
 
     margin: float = 0.1
     safety_threshold: float = 2.5
     strategy: str = "all"
+    duplicate_threshold: float | None = 0.9
+    max_length_ratio: float | None = None
+    seed: int = 0
 
 
 def aggregate_score(scores: dict[str, float], weights: dict[str, float]) -> float:
@@ -33,13 +53,48 @@ def is_vetoed(scores: dict[str, float], rubric: Rubric, threshold: float) -> boo
     return any(scores[pid] < threshold for pid in rubric.safety_ids)
 
 
-def _candidate_pairs(responses: list[dict], strategy: str) -> list[tuple[dict, dict]]:
+def _candidate_pairs(responses: list[dict], policy: PairPolicy, prompt_id: str) -> list[tuple[dict, dict]]:
     ranked = sorted(responses, key=lambda r: r["aggregate"], reverse=True)
-    if strategy == "best_vs_worst":
-        return [(ranked[0], ranked[-1])] if len(ranked) > 1 else []
-    if strategy == "all":
+    if policy.strategy == "all":
         return list(itertools.combinations(ranked, 2))
-    raise ValueError(f"pairs.strategy: unknown strategy {strategy!r}; use 'all' or 'best_vs_worst'")
+    if len(ranked) < 2:
+        return []
+    if policy.strategy == "best_vs_worst":
+        return [(ranked[0], ranked[-1])]
+    if policy.strategy == "best_vs_random":
+        return [(ranked[0], random.Random(f"{policy.seed}:{prompt_id}").choice(ranked[1:]))]
+    raise UserError(f"pairs.strategy: unknown strategy {policy.strategy!r}; use one of {', '.join(STRATEGIES)}")
+
+
+def text_similarity(first: str, second: str) -> float:
+    """Near-duplicate score in 0..1: the larger of word-set Jaccard and difflib's character ratio (lowercased)."""
+    a, b = first.lower().strip(), second.lower().strip()
+    if a == b:
+        return 1.0
+    words_a, words_b = set(_WORD.findall(a)), set(_WORD.findall(b))
+    jaccard = len(words_a & words_b) / len(words_a | words_b) if words_a | words_b else 0.0
+    if jaccard >= 0.99:
+        return jaccard
+    return max(jaccard, difflib.SequenceMatcher(None, a, b, autojunk=False).ratio())
+
+
+def length_ratio(chosen: str, rejected: str) -> float:
+    """How many times longer the chosen reply is than the rejected one (characters)."""
+    return len(chosen) / max(len(rejected), 1)
+
+
+def _drop_reason(better: dict, worse: dict, rubric: Rubric, policy: PairPolicy) -> str | None:
+    if better["aggregate"] - worse["aggregate"] < policy.margin:
+        return "ties"
+    if is_vetoed(better["scores"], rubric, policy.safety_threshold):
+        return "vetoed"
+    threshold = policy.duplicate_threshold
+    if threshold is not None and text_similarity(better["response"], worse["response"]) >= threshold:
+        return "near_duplicates"
+    if policy.max_length_ratio is not None and length_ratio(better["response"], worse["response"]) > \
+            policy.max_length_ratio:
+        return "length_capped"
+    return None
 
 
 def to_pair(prompt: dict, chosen: dict, rejected: dict, rubric: Rubric) -> dict:
@@ -71,7 +126,8 @@ def build_pairs(
 ) -> tuple[list[dict], dict[str, int]]:
     """Pairs and the counts of what was dropped and why (ties, vetoes, empty responses)."""
     by_prompt: dict[str, list[dict]] = defaultdict(list)
-    counts = {"judged": len(judged), "empty": 0, "ties": 0, "vetoed": 0, "pairs": 0}
+    counts = {"judged": len(judged), "empty": 0, "ties": 0, "vetoed": 0, "near_duplicates": 0, "length_capped": 0,
+              "pairs": 0}
     for record in judged:
         if not record["response"].strip():
             counts["empty"] += 1
@@ -79,12 +135,48 @@ def build_pairs(
         by_prompt[record["prompt_id"]].append({**record, "aggregate": aggregate_score(record["scores"], weights)})
     pairs = []
     for prompt_id in sorted(by_prompt):
-        for better, worse in _candidate_pairs(by_prompt[prompt_id], policy.strategy):
-            if better["aggregate"] - worse["aggregate"] < policy.margin:
-                counts["ties"] += 1
-            elif is_vetoed(better["scores"], rubric, policy.safety_threshold):
-                counts["vetoed"] += 1
+        for better, worse in _candidate_pairs(by_prompt[prompt_id], policy, prompt_id):
+            reason = _drop_reason(better, worse, rubric, policy)
+            if reason:
+                counts[reason] += 1
             else:
                 pairs.append(to_pair(prompts[prompt_id], better, worse, rubric))
     counts["pairs"] = len(pairs)
     return pairs, counts
+
+
+def length_stats(pairs: list[dict]) -> dict:
+    """Chosen vs rejected reply lengths (characters): a judge that likes long replies shows up here."""
+    if not pairs:
+        return {}
+    chosen = [len(p["chosen"][0]["content"]) for p in pairs]
+    rejected = [len(p["rejected"][0]["content"]) for p in pairs]
+    ratios = [c / max(r, 1) for c, r in zip(chosen, rejected, strict=True)]
+    return {
+        "chosen_mean_chars": round(statistics.mean(chosen), 1),
+        "rejected_mean_chars": round(statistics.mean(rejected), 1),
+        "chosen_median_chars": statistics.median(chosen),
+        "rejected_median_chars": statistics.median(rejected),
+        "chosen_longer_fraction": round(sum(c > r for c, r in zip(chosen, rejected, strict=True)) / len(pairs), 3),
+        "median_length_ratio": round(statistics.median(ratios), 3),
+        "max_length_ratio": round(max(ratios), 3),
+    }
+
+
+def _normalized(text: str) -> str:
+    return " ".join(_WORD.findall(text.lower()))
+
+
+def check_split_leakage(splits: dict[str, list[dict]]) -> None:
+    """Refuse pairs whose prompt (by id, or by normalized text) is in more than one split."""
+    seen: dict[str, str] = {}
+    for split, rows in splits.items():
+        for row in rows:
+            text = row["prompt"][-1]["content"] if isinstance(row["prompt"], list) else row["prompt"]
+            for key in (f"id:{row['prompt_id']}", f"text:{_normalized(text)}"):
+                other = seen.setdefault(key, split)
+                if other != split:
+                    raise UserError(
+                        f"pairs: prompt {row['prompt_id']!r} is in both the {other} and the {split} split "
+                        f"(same {key.split(':')[0]}); a split must be by prompt: remove the duplicate from data.prompts"
+                    )

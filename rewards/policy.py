@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 
 from rewards.models import resolve_model_path, torch_dtype
@@ -38,5 +39,38 @@ def build_dpo_trainer(model_path: str, tokenizer, train_dataset, train_cfg: dict
     return trainer
 
 
-def tune_for_device(trainer) -> None:
-    """Adaptations of a built DPOTrainer that remove work it does not need here (see benchmarks/README.md)."""
+def tune_for_device(trainer) -> list[str]:
+    """Remove work a built DPOTrainer does not need on this device; returns what was changed.
+
+    TRL's fused LM head scores only the completion positions (the ones with a label) on Triton devices, but on
+    every other device it projects *every* position -- prompt and padding included -- through the vocabulary,
+    because on compiled backends (XLA/Neuron) a varying number of positions would recompile the kernel. Eager CPU
+    does not recompile, so there we let it take the compact path too. The per-token log-probabilities are the same;
+    only the wasted projections go away. Measured in ``benchmarks/dpo_step.py``; cause written in
+    ``benchmarks/README.md``.
+    """
+    changes = []
+    if _score_labelled_positions_only_on_eager_devices():
+        changes.append("fused LM head scores completion positions only on CPU")
+    return changes
+
+
+def _score_labelled_positions_only_on_eager_devices() -> bool:
+    """Make TRL's compact scoring rule (``trl.trainer.utils._use_triton``) also true for CPU and MPS devices."""
+    import trl.trainer.utils as trl_utils
+
+    current = getattr(trl_utils, "_use_triton", None)
+    if current is None:
+        warnings.warn("trl.trainer.utils._use_triton not found; DPO on CPU scores every position (slower, same result)",
+                      stacklevel=3)
+        return False
+    if getattr(current, "counsel_align_patched", False):
+        return True
+
+    def compact_on_eager_devices(device) -> bool:
+        return device.type in ("cpu", "mps") or current(device)
+
+    compact_on_eager_devices.counsel_align_patched = True
+    compact_on_eager_devices.__wrapped_rule__ = current
+    trl_utils._use_triton = compact_on_eager_devices
+    return True

@@ -1,32 +1,75 @@
-"""Bradley–Terry reward models trained with TRL's RewardTrainer, and scoring with them."""
+"""Bradley–Terry reward models trained with TRL's RewardTrainer, and scoring with them (one or many heads)."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import torch
 from tqdm.auto import tqdm
 
-from rewards.models import pick_device, resolve_model_path, torch_dtype
+from rewards.errors import UserError
+from rewards.models import resolve_model_path, torch_dtype
+from rewards.rm_data import encode_conversation, fit_length, prompt_messages, response_text
 from rewards.training import build_lora_config, training_arguments
+
+PEFT_MODES = ("none", "lora", "qlora")
+QLORA_NEEDS_CUDA = ("reward_train.peft=qlora: QLoRA needs a CUDA GPU (bitsandbytes 4-bit nf4); "
+                    "on CPU use reward_train=reward (LoRA) or reward_train=reward_full")
+
+
+def quantization_config(train_cfg: Mapping):
+    """A 4-bit nf4 ``BitsAndBytesConfig`` for ``peft: qlora`` (CUDA only), else None."""
+    peft = train_cfg.get("peft") or "none"
+    if peft not in PEFT_MODES:
+        raise UserError(f"reward_train.peft: {peft!r} is not one of {list(PEFT_MODES)}")
+    if peft != "qlora":
+        return None
+    if not torch.cuda.is_available():
+        raise UserError(QLORA_NEEDS_CUDA)
+    from transformers import BitsAndBytesConfig
+
+    return BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_use_double_quant=True,
+                              bnb_4bit_compute_dtype=torch.bfloat16)
+
+
+def load_score_model(model_path: str, train_cfg: Mapping, pad_token_id: int, labels: Sequence[str] = ("reward",),
+                     trust_remote_code: bool = False):
+    """A sequence-classification model with one output per label (4-bit quantized for QLoRA), from safetensors."""
+    from transformers import AutoModelForSequenceClassification
+
+    quant = quantization_config(train_cfg)
+    kwargs = {"num_labels": len(labels), "dtype": torch_dtype(train_cfg.get("dtype")), "use_safetensors": True,
+              "trust_remote_code": trust_remote_code}
+    if len(labels) > 1:
+        kwargs.update(id2label=dict(enumerate(labels)), label2id={label: i for i, label in enumerate(labels)})
+    if quant is not None:
+        kwargs.update(quantization_config=quant, device_map={"": torch.cuda.current_device()})
+    model = AutoModelForSequenceClassification.from_pretrained(resolve_model_path(model_path), **kwargs)
+    model.config.pad_token_id = pad_token_id
+    if quant is not None:
+        from peft import prepare_model_for_kbit_training
+
+        model = prepare_model_for_kbit_training(
+            model, use_gradient_checkpointing=bool(train_cfg.get("gradient_checkpointing")))
+    return model
 
 
 def train_reward_model(model_path: str, tokenizer, train_dataset, eval_dataset, train_cfg: dict,
                        output_dir: str | Path, report_to: list[str], seed: int = 0):
-    """Train a scalar reward model on conversational preference pairs; returns the trainer."""
-    from transformers import AutoModelForSequenceClassification
+    """A TRL RewardTrainer for a scalar reward model on preference pairs (raw or tokenized); full, LoRA or QLoRA.
+
+    ``center_rewards_coefficient`` and a ``margin`` column in the data are TRL's options, passed through.
+    """
+    from transformers import set_seed
     from trl import RewardConfig, RewardTrainer
 
-    model = AutoModelForSequenceClassification.from_pretrained(
-        resolve_model_path(model_path), num_labels=1, dtype=torch_dtype(train_cfg.get("dtype")),
-        use_safetensors=True,
-    )
-    model.config.pad_token_id = tokenizer.pad_token_id
+    set_seed(seed)  # the score head is initialised at random when the model is loaded
+    model = load_score_model(model_path, train_cfg, tokenizer.pad_token_id)
     args = training_arguments(RewardConfig, train_cfg, output_dir, report_to, seed,
                               extra={"max_length": train_cfg.get("max_length", 512),
                                      "center_rewards_coefficient": train_cfg.get("center_rewards_coefficient")})
-    trainer = RewardTrainer(
+    return RewardTrainer(
         model=model,
         args=args,
         train_dataset=train_dataset,
@@ -34,65 +77,89 @@ def train_reward_model(model_path: str, tokenizer, train_dataset, eval_dataset, 
         processing_class=tokenizer,
         peft_config=build_lora_config(train_cfg, task_type="SEQ_CLS"),
     )
-    return trainer
+
+
+def head_ids(config) -> list[str]:
+    """Names of a score model's outputs: principle ids for a multi-head model, ['reward'] for a scalar one."""
+    if getattr(config, "num_labels", 1) == 1:
+        return ["reward"]
+    return [config.id2label[i] for i in range(config.num_labels)]
 
 
 class RewardScorer:
-    """Scores (prompt messages, response) with a saved reward model (full or LoRA adapter)."""
+    """Scores (prompt, response) with a reward model; with several heads the reward is their weighted mean.
 
-    def __init__(self, model, tokenizer, batch_size: int = 8, max_length: int = 1024) -> None:
+    Batched; the instance is a TRL reward function (``GRPOTrainer(reward_funcs=scorer)``).
+    """
+
+    def __init__(self, model, tokenizer, batch_size: int = 8, max_length: int = 1024,
+                 weights: Mapping[str, float] | None = None) -> None:
         self.model = model.eval()
         self.tokenizer = tokenizer
         self.batch_size = batch_size
         self.max_length = max_length
+        self.heads = head_ids(model.config)
+        self.weights = self._check_weights(weights or dict.fromkeys(self.heads, 1.0))
+
+    def _check_weights(self, weights: Mapping[str, float]) -> dict[str, float]:
+        unknown = sorted(set(weights) - set(self.heads))
+        if unknown:
+            raise UserError(f"principles.weights: unknown principle id(s) {unknown}; this reward model's heads: "
+                            f"{self.heads}")
+        merged = {h: float(weights.get(h, 1.0)) for h in self.heads}
+        if sum(merged.values()) <= 0 or min(merged.values()) < 0:
+            raise UserError(f"principles.weights: weights must be >= 0 with a positive sum (got {merged})")
+        return merged
+
+    def with_weights(self, overrides: Mapping[str, float]) -> RewardScorer:
+        """The same model with some head weights replaced (no retraining; the model is shared)."""
+        unknown = sorted(set(overrides) - set(self.heads))
+        if unknown:
+            raise UserError(f"principles.weights: unknown principle id(s) {unknown}; known ids: {self.heads}")
+        clone = object.__new__(type(self))
+        clone.__dict__.update(self.__dict__)
+        clone.weights = self._check_weights({**self.weights, **{k: float(v) for k, v in overrides.items()}})
+        return clone
 
     @classmethod
     def from_pretrained(cls, path: str | Path, base_model: str | None = None, device: str = "auto",
                         dtype: str = "float32", **kwargs) -> RewardScorer:
-        from peft import PeftModel
-        from transformers import AutoModelForSequenceClassification, AutoTokenizer
+        from rewards.reward_io import load_reward
 
-        path = Path(path)
-        tokenizer = AutoTokenizer.from_pretrained(path)
-        if (path / "adapter_config.json").exists():
-            if base_model is None:
-                raise ValueError(f"{path} holds a LoRA adapter; pass base_model")
-            base = AutoModelForSequenceClassification.from_pretrained(
-                resolve_model_path(base_model), num_labels=1, dtype=torch_dtype(dtype), use_safetensors=True)
-            base.config.pad_token_id = tokenizer.pad_token_id
-            model = PeftModel.from_pretrained(base, path)
-        else:
-            model = AutoModelForSequenceClassification.from_pretrained(path, dtype=torch_dtype(dtype),
-                                                                       use_safetensors=True)
-        return cls(model.to(pick_device(device)), tokenizer, **kwargs)
-
-    def _encode(self, conversation: list[dict]) -> list[int]:
-        ids = self.tokenizer.apply_chat_template(conversation, tokenize=True, return_dict=True)["input_ids"]
-        return ids[-self.max_length:]
+        return load_reward(path, base_model=base_model, device=device, dtype=dtype, **kwargs)
 
     @torch.inference_mode()
-    def score(self, prompts: Sequence[list[dict]], responses: Sequence[str], progress: bool = False) -> list[float]:
-        conversations = [list(p) + [{"role": "assistant", "content": r}]
-                         for p, r in zip(prompts, responses, strict=True)]
-        encoded = [self._encode(c) for c in conversations]
-        scores: list[float] = []
-        starts = range(0, len(encoded), self.batch_size)
-        for start in tqdm(starts, desc="reward", disable=not progress):
+    def head_scores(self, prompts: Sequence[object], responses: Sequence[str], progress: bool = False) -> torch.Tensor:
+        """An (n, heads) float32 CPU tensor of raw head outputs."""
+        encoded = [fit_length(encode_conversation(self.tokenizer, p, r), self.max_length)
+                   for p, r in zip(prompts, responses, strict=True)]
+        device = next(self.model.parameters()).device
+        pad = self.tokenizer.pad_token_id
+        chunks = []
+        for start in tqdm(range(0, len(encoded), self.batch_size), desc="reward", disable=not progress):
             batch = encoded[start:start + self.batch_size]
             width = max(len(ids) for ids in batch)
-            pad = self.tokenizer.pad_token_id
-            input_ids = torch.tensor([ids + [pad] * (width - len(ids)) for ids in batch])
-            mask = torch.tensor([[1] * len(ids) + [0] * (width - len(ids)) for ids in batch])
-            logits = self.model(input_ids=input_ids.to(self.model.device),
-                                attention_mask=mask.to(self.model.device)).logits
-            scores.extend(float(v) for v in logits[:, 0])
-        return scores
+            input_ids = torch.tensor([ids + [pad] * (width - len(ids)) for ids in batch], device=device)
+            mask = torch.tensor([[1] * len(ids) + [0] * (width - len(ids)) for ids in batch], device=device)
+            chunks.append(self.model(input_ids=input_ids, attention_mask=mask).logits.float().cpu())
+        return torch.cat(chunks) if chunks else torch.zeros(0, len(self.heads))
+
+    def aggregate(self, heads: torch.Tensor) -> torch.Tensor:
+        weights = torch.tensor([self.weights[h] for h in self.heads], dtype=heads.dtype)
+        return heads @ weights / weights.sum()
+
+    def score(self, prompts: Sequence[object], responses: Sequence[str], progress: bool = False) -> list[float]:
+        return self.aggregate(self.head_scores(prompts, responses, progress)).tolist()
+
+    def explain(self, prompt: object, response: str) -> dict[str, float]:
+        """Per-head scores of one reply, plus the weighted aggregate under the current weights."""
+        heads = self.head_scores([prompt], [response])
+        return {**dict(zip(self.heads, heads[0].tolist(), strict=True)),
+                "aggregate": float(self.aggregate(heads)[0])}
 
     def __call__(self, prompts, completions, **_: object) -> list[float]:
-        """TRL reward-function signature: conversational prompts and completions."""
-        texts = [c[-1]["content"] if isinstance(c, list) else c for c in completions]
-        convs = [p if isinstance(p, list) else [{"role": "user", "content": p}] for p in prompts]
-        return self.score(convs, texts)
+        """TRL reward-function signature: prompts and completions, conversational or plain text."""
+        return self.score([prompt_messages(p) for p in prompts], [response_text(c) for c in completions])
 
 
 def pairwise_accuracy(chosen_scores: Sequence[float], rejected_scores: Sequence[float]) -> float:

@@ -6,13 +6,14 @@ import dataclasses
 from pathlib import Path
 from typing import Any
 
+from rewards.distributed import default_ddp_backend
 from rewards.errors import UserError
 
 TRAINING_KEYS = (
     "learning_rate", "num_train_epochs", "max_steps", "per_device_train_batch_size",
     "per_device_eval_batch_size", "gradient_accumulation_steps", "gradient_checkpointing", "bf16",
     "logging_steps", "save_steps", "save_total_limit", "warmup_ratio", "lr_scheduler_type",
-    "weight_decay", "max_grad_norm", "optim", "dataloader_num_workers", "deepspeed",
+    "weight_decay", "max_grad_norm", "optim", "dataloader_num_workers", "deepspeed", "ddp_backend",
 )
 
 
@@ -37,6 +38,8 @@ def training_arguments(config_cls, train_cfg: dict, output_dir: str | Path, repo
     """Build a TRL config (``DPOConfig``, ``RewardConfig``…) from a plain dict of our train options."""
     kwargs = {key: train_cfg[key] for key in TRAINING_KEYS if train_cfg.get(key) is not None}
     kwargs.update({k: v for k, v in (extra or {}).items() if v is not None})
+    if "ddp_backend" not in kwargs and (backend := default_ddp_backend()) is not None:
+        kwargs["ddp_backend"] = backend
     supported = {f.name for f in dataclasses.fields(config_cls)}
     unsupported = sorted(set(kwargs) - supported)
     if unsupported:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import hashlib
 import json
 import math
 import os
@@ -102,8 +103,13 @@ def _describe_failure(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {_one_line(exc)}"
 
 
-def _principle_hash(principle: Principle) -> str:
-    return judgment_key(json.dumps(principle.model_dump(mode="json"), sort_keys=True))
+# The fields of a principle that reach the judge's prompt; weight and safety only matter when pairs are built.
+PROMPT_FIELDS = ("id", "name", "description", "anchors")
+
+
+def principle_hash(principle: Principle) -> str:
+    """Hash of what the judge sees of a principle: editing its weight or safety flag keeps its cached answers."""
+    return judgment_key(json.dumps(principle.model_dump(mode="json", include=set(PROMPT_FIELDS)), sort_keys=True))
 
 
 @functools.lru_cache(maxsize=64)
@@ -155,6 +161,25 @@ def scores_question(principles: list[Principle]) -> str:
     )
 
 
+def json_score_messages(system_prompt: str, item: JudgeItem, principles: list[Principle]) -> list[dict]:
+    """The chat messages of one scoring request (``system_prompt`` is ``rubric_system_prompt(rubric)``)."""
+    return [
+        {"role": "system", "content": system_prompt},
+        {"role": "user", "content": item_block(item) + scores_question(principles)},
+    ]
+
+
+def json_pairwise_messages(rubric: Rubric, client: str, first: str, second: str) -> list[dict]:
+    messages = pairwise_messages(rubric, client, first, second)
+    messages[-1]["content"] += ' Answer as JSON: {"better": "A"} or {"better": "B"}.'
+    return messages
+
+
+def request_body(model: str, messages: list[dict], response_format: dict, temperature: float = 0) -> dict:
+    """The exact JSON body posted to ``<base_url>/chat/completions``."""
+    return {"model": model, "messages": messages, "temperature": temperature, "response_format": response_format}
+
+
 class OpenAICompatibleJudge:
     """Judge through an OpenAI-compatible ``/chat/completions`` endpoint (OpenAI, vLLM, llama.cpp, ...).
 
@@ -204,7 +229,9 @@ class OpenAICompatibleJudge:
         self.retry_wait = retry_wait
         self._system_prompt = rubric_system_prompt(rubric)
         self._template = judgment_key(SYSTEM_INTRO, str(TEMPLATE_VERSION), str(JSON_TEMPLATE_VERSION))
-        self._principle_hashes = {p.id: _principle_hash(p) for p in rubric.principles}
+        self._principle_hashes = {p.id: principle_hash(p) for p in rubric.principles}
+        self._key_prefixes = {pid: judgment_key(phash, self._template, self.model, pid)
+                              for pid, phash in self._principle_hashes.items()}
         self.stats: dict[str, int] = dict.fromkeys(
             ["requests", "retries", "prompt_tokens", "completion_tokens", "cache_hits", "cache_misses", "failures"], 0)
 
@@ -215,8 +242,13 @@ class OpenAICompatibleJudge:
     # -- cache keys -----------------------------------------------------------------------------
     def principle_key(self, item: JudgeItem, principle_id: str) -> str:
         """Depends on this principle's content only, so editing one principle keeps the others' answers."""
-        return judgment_key(self._principle_hashes[principle_id], self._template, self.model, principle_id,
-                            item.client, item.response)
+        return self._principle_keys(item)[principle_id]
+
+    def _principle_keys(self, item: JudgeItem) -> dict[str, str]:
+        # The item is hashed once and combined with a per-principle prefix: a cached rerun is dominated by this.
+        digest = judgment_key(item.client, item.response)
+        return {pid: hashlib.sha256(f"{prefix}:{digest}".encode()).hexdigest()
+                for pid, prefix in self._key_prefixes.items()}
 
     def pairwise_key(self, client: str, first: str, second: str) -> str:
         return judgment_key(self.rubric.content_hash(), self._template, self.model, PAIRWISE, client, first, second)
@@ -262,10 +294,8 @@ class OpenAICompatibleJudge:
                     self.stats["requests"] += 1
                     # The body is sent as built and the reply read as plain JSON: openai's typed-param transform
                     # and response models cost more CPU than the rest of a request, which limits throughput.
-                    response = await client.post("/chat/completions", cast_to=httpx.Response, body={
-                        "model": self.model, "messages": messages, "temperature": self.temperature,
-                        "response_format": response_format,
-                    })
+                    response = await client.post("/chat/completions", cast_to=httpx.Response, body=request_body(
+                        self.model, messages, response_format, self.temperature))
                 finally:
                     session.slots.put_nowait(client)
                 try:
@@ -294,10 +324,7 @@ class OpenAICompatibleJudge:
                              missing: list[Principle]) -> ScoreResult:
         ids = [p.id for p in missing]
         validator = _scores_model(tuple(ids))
-        messages = [
-            {"role": "system", "content": self._system_prompt},
-            {"role": "user", "content": item_block(item) + scores_question(missing)},
-        ]
+        messages = json_score_messages(self._system_prompt, item, missing)
         result = ScoreResult()
         try:
             answer = await self._ask(session, messages, scores_schema(ids),
@@ -312,7 +339,8 @@ class OpenAICompatibleJudge:
             result.error = _describe_failure(exc)
             return result
         if self.cache is not None:
-            self.cache.put_many([(self.principle_key(item, pid), json.dumps(answer[pid])) for pid in ids])
+            keys = self._principle_keys(item)
+            self.cache.put_many([(keys[pid], json.dumps(answer[pid])) for pid in ids])
         scores = {**known, **{pid: float(answer[pid]) for pid in ids}}
         result.scores = {pid: scores[pid] for pid in self.rubric.ids}
         return result
@@ -322,12 +350,12 @@ class OpenAICompatibleJudge:
 
         Raises ``UserError`` (and stops the other requests) when the endpoint cannot be reached at all.
         """
-        keys = [{pid: self.principle_key(item, pid) for pid in self.rubric.ids} for item in items]
+        keys = [self._principle_keys(item) for item in items]
         found = self.cache.get_many(k for ks in keys for k in ks.values()) if self.cache is not None else {}
         results: list[ScoreResult | None] = [None] * len(items)
         pending: list[tuple[int, PrincipleScores, list[Principle]]] = []
         for index, item_keys in enumerate(keys):
-            known = {pid: float(json.loads(found[key])) for pid, key in item_keys.items() if key in found}
+            known = {pid: float(found[key]) for pid, key in item_keys.items() if key in found}  # stored as JSON ints
             missing = [p for p in self.rubric.principles if p.id not in known]
             self.stats["cache_hits"] += len(known)
             self.stats["cache_misses"] += len(missing)
@@ -366,8 +394,7 @@ class OpenAICompatibleJudge:
             self.stats["cache_hits"] += 1
             return 1.0 if json.loads(hit) == "A" else 0.0
         self.stats["cache_misses"] += 1
-        messages = pairwise_messages(self.rubric, client, first, second)
-        messages[-1]["content"] += ' Answer as JSON: {"better": "A"} or {"better": "B"}.'
+        messages = json_pairwise_messages(self.rubric, client, first, second)
         async with self._session() as session:
             try:
                 better = await self._ask(session, messages, PAIRWISE_SCHEMA,

@@ -1,0 +1,146 @@
+"""`counsel-align agreement`: judge human preference pairs (CounselChat or your own) and report the agreement.
+
+Writes outputs/<run>/agreement/: pairs.jsonl (the sampled human pairs), judgments.jsonl (one verdict per pair),
+agreement.json and report.md (judge accuracy beside the length-only baseline, per topic and per principle).
+Judged replies (or comparisons) are journaled, so an interrupted run resumes where it stopped.
+"""
+
+from __future__ import annotations
+
+from omegaconf import DictConfig, OmegaConf
+
+from recipes._entry import StageContext, entry, project_path, run_stage
+from recipes.judge import build_judge, pricing
+from rewards.agreement import agreement_report, length_verdict, pairwise_verdict, render_markdown, score_verdict
+from rewards.artifacts import Journal, atomic_write_json, atomic_write_jsonl, atomic_write_text
+from rewards.errors import UserError
+from rewards.evaluation import judged_comparison
+from rewards.human_prefs import load_human_pairs, sample_pairs
+from rewards.judges import JudgeItem
+from rewards.judges.batching import FailureTally, judge_usage, score_batch
+from rewards.judges.cache import judgment_key
+from rewards.pairs import aggregate_score
+from rewards.rubric import Rubric, load_rubric
+
+
+def human_pairs(cfg: DictConfig) -> list[dict]:
+    settings = cfg.agreement
+    source = settings.source
+    if "/" in str(source) and project_path(source).exists():
+        source = project_path(source)
+    pairs = load_human_pairs(source, settings.format, OmegaConf.to_container(settings.columns, resolve=True),
+                             settings.min_score_gap)
+    chosen = sample_pairs(pairs, settings.n_pairs, settings.split, settings.max_pairs_per_question, cfg.seed)
+    if not chosen:
+        raise UserError(f"agreement.split: no pairs in split {settings.split!r} of {settings.source}; "
+                        "use agreement.split=all")
+    return chosen
+
+
+def _cut(text: str, max_chars: int | None) -> str:
+    return text[:max_chars] if max_chars else text
+
+
+def score_replies(judge, pairs: list[dict], journal: Journal, max_chars: int | None, batch_size: int) -> FailureTally:
+    """Pointwise: every distinct (prompt, reply) scored on every principle; judged ones go to the journal."""
+    items: dict[str, dict] = {}
+    for pair in pairs:
+        for side in ("chosen", "rejected"):
+            key = judgment_key(pair["prompt"], pair[side])
+            items[key] = {"key": key, "prompt": _cut(pair["prompt"], max_chars), "reply": _cut(pair[side], max_chars)}
+    done = journal.done()
+    todo = [item for key, item in items.items() if key not in done]
+    failures = FailureTally()
+    for start in range(0, len(todo), batch_size):
+        batch = todo[start:start + batch_size]
+        results = score_batch(judge, [JudgeItem(i["prompt"], i["reply"]) for i in batch])
+        journal.append_many({"key": i["key"], "scores": r.scores} for i, r in zip(batch, results, strict=True)
+                            if r.scores)
+        for item, result in zip(batch, results, strict=True):
+            if result.scores is None:
+                failures.add({"key": item["key"]}, result.error or "unknown failure")
+        print(f"[counsel-align] agreement: scored {min(start + batch_size, len(todo))}/{len(todo)} replies", flush=True)
+    return failures
+
+
+def pointwise_rows(pairs: list[dict], journal: Journal, rubric: Rubric, weights: dict[str, float],
+                   margin: float) -> list[dict]:
+    scores = {key: record["scores"] for key, record in journal.done().items()}
+    rows = []
+    for pair in pairs:
+        chosen, rejected = (scores.get(judgment_key(pair["prompt"], pair[s])) for s in ("chosen", "rejected"))
+        if chosen is None or rejected is None:
+            continue
+        rows.append(_row(pair, score_verdict(aggregate_score(chosen, weights), aggregate_score(rejected, weights),
+                                             margin),
+                         {pid: score_verdict(chosen[pid], rejected[pid]) for pid in rubric.ids}))
+    return rows
+
+
+def compare_pairs(judge, pairs: list[dict], journal: Journal, max_chars: int | None, band: float) -> list[dict]:
+    """Pairwise: each pair asked in both orders (the chosen reply first as A, then as B)."""
+    done = journal.done()
+    for index, pair in enumerate(p for p in pairs if p["pair_id"] not in done):
+        outcome = judged_comparison(judge, _cut(pair["prompt"], max_chars), _cut(pair["chosen"], max_chars),
+                                    _cut(pair["rejected"], max_chars))
+        journal.append_many([{"key": pair["pair_id"], "as_a": outcome.p_first_as_a, "as_b": outcome.p_first_as_b}])
+        if index % 10 == 9:
+            print(f"[counsel-align] agreement: compared {index + 1} pairs", flush=True)
+    done = journal.done()
+    return [_row(pair, pairwise_verdict(done[pair["pair_id"]]["as_a"], done[pair["pair_id"]]["as_b"], band), None)
+            for pair in pairs]
+
+
+def _row(pair: dict, judge_verdict: str, principles: dict | None) -> dict:
+    row = {"pair_id": pair["pair_id"], "prompt_id": pair["prompt_id"], "topic": pair["topic"],
+           "judge": judge_verdict, "length": length_verdict(pair["chosen"], pair["rejected"]),
+           "chosen_chars": len(pair["chosen"]), "rejected_chars": len(pair["rejected"])}
+    return row | ({"principles": principles} if principles else {})
+
+
+def work(ctx: StageContext) -> dict:
+    cfg, settings = ctx.cfg, ctx.cfg.agreement
+    rubric = load_rubric(project_path(cfg.principles.path))
+    weights = rubric.weights(OmegaConf.to_container(cfg.principles.weights))
+    pairs = human_pairs(cfg)
+    atomic_write_jsonl(ctx.dir / "pairs.jsonl", pairs)
+    judge = build_judge(cfg, rubric)
+    journal = Journal(ctx.dir / "journal.jsonl")
+    failures = FailureTally()
+    if settings.mode == "pointwise":
+        failures = score_replies(judge, pairs, journal, settings.max_chars, settings.batch_size)
+        rows = pointwise_rows(pairs, journal, rubric, weights, settings.tie_margin)
+    elif settings.mode == "pairwise":
+        rows = compare_pairs(judge, pairs, journal, settings.max_chars, settings.tie_margin)
+    else:
+        raise UserError(f"agreement.mode: unknown mode {settings.mode!r}; use pointwise or pairwise")
+    if failures.items:
+        print(f"[counsel-align] agreement: warning: the judge failed on {len(failures.items)} replies (first: "
+              f"{failures.items[0]['error']}); their pairs are left out; rerun to retry them", flush=True)
+    report = agreement_report(rows, seed=cfg.seed)
+    usage = judge_usage(judge)
+    details = {"judge": f"{cfg.judge.backend} ({cfg.judge.model})", "mode": settings.mode,
+               "source": settings.source, "split": settings.split, "rubric": f"{rubric.name} v{rubric.version}"}
+    atomic_write_jsonl(ctx.dir / "judgments.jsonl", rows)
+    atomic_write_json(ctx.dir / "agreement.json", report | {"details": details})
+    atomic_write_text(ctx.dir / "report.md", render_markdown(report, "Judge agreement with human preferences", details))
+    print(f"[counsel-align] agreement: judge accuracy {report['judge']['accuracy']} vs length baseline "
+          f"{report['length_baseline']['accuracy']} on {len(rows)} pairs -> {ctx.dir / 'report.md'}", flush=True)
+    return {
+        "counts": {"n_pairs": len(pairs), "n_judged_pairs": len(rows), "n_failed_pairs": len(pairs) - len(rows),
+                   "n_failed_replies": len(failures.items)},
+        "metrics": {"judge_accuracy": report["judge"]["accuracy"],
+                    "length_accuracy": report["length_baseline"]["accuracy"],
+                    "judge_ties": report["judge"]["ties"], "usage": usage, "estimated_cost": pricing(cfg).cost(usage)},
+    }
+
+
+def run(cfg: DictConfig) -> dict:
+    return run_stage(cfg, "agreement", work, ["agreement", "judge", "principles", "device", "seed"], inputs=[],
+                     uses_rubric=True)
+
+
+main = entry("agreement", run)
+
+if __name__ == "__main__":
+    raise SystemExit(main())

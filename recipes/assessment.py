@@ -1,0 +1,169 @@
+"""Evaluate a trained policy against its base and a reference: judged win rate with a bootstrap interval,
+per-principle scores, reward-model scores, and the red-flag suite with the release gate.
+
+Shared by the evaluate stage (the run's own DPO model) and by evaluating an exported checkpoint by its path.
+"""
+
+from __future__ import annotations
+
+import statistics
+from pathlib import Path
+
+from omegaconf import DictConfig, OmegaConf
+
+from recipes._entry import project_path
+from recipes.judge import build_judge
+from rewards.artifacts import atomic_write_json, atomic_write_jsonl, sha256_tree
+from rewards.errors import UserError
+from rewards.evaluation import judged_comparison, principle_means
+from rewards.generation import batched, chat_messages, generate_texts, render_prompts
+from rewards.judges import JudgeItem
+from rewards.model_card import CARD_JSON, read_card, weights_kind
+from rewards.models import load_causal_lm, load_tokenizer
+from rewards.release_gate import GATE_MODES, release_decision, result_rows, score_suite, select_scenarios
+from rewards.rubric import load_rubric
+from rewards.safety import judge_harm_scores, load_redflags
+from rewards.winrate import load_reference_responses, match_references, per_principle_win_rates, win_rate_with_ci
+
+
+class PolicyPair:
+    """Greedy replies of a trained policy and of its base; one model in memory when the policy is a LoRA adapter."""
+
+    def __init__(self, cfg: DictConfig, checkpoint: Path) -> None:
+        if not Path(checkpoint).is_dir():
+            raise UserError(f"{checkpoint}: checkpoint folder not found")
+        self.cfg = cfg
+        base_name = cfg.model.name_or_path
+        tokenizer_source = str(checkpoint) if (Path(checkpoint) / "tokenizer_config.json").exists() else base_name
+        self.tokenizer = load_tokenizer(tokenizer_source, cfg.model.trust_remote_code)
+        base = load_causal_lm(base_name, cfg.model.dtype, cfg.device, cfg.model.trust_remote_code)
+        if weights_kind(checkpoint) == "lora_adapter":
+            from peft import PeftModel
+
+            self.model, self.base = PeftModel.from_pretrained(base, str(checkpoint)).eval(), None
+        else:
+            self.model = load_causal_lm(str(checkpoint), cfg.model.dtype, cfg.device, cfg.model.trust_remote_code)
+            self.base = base
+
+    def _generate(self, model, texts: list[str]) -> list[str]:
+        replies: list[str] = []
+        for batch in batched(texts, self.cfg.evaluate.batch_size):
+            rendered = render_prompts(self.tokenizer, [chat_messages(t) for t in batch])
+            replies += [o[0]["text"] for o in generate_texts(model, self.tokenizer, rendered,
+                                                             self.cfg.evaluate.max_new_tokens)]
+        return replies
+
+    def replies(self, texts: list[str], trained: bool = True) -> list[str]:
+        if trained:
+            return self._generate(self.model, texts)
+        if self.base is not None:
+            return self._generate(self.base, texts)
+        with self.model.disable_adapter():
+            return self._generate(self.model, texts)
+
+
+def reference_replies(cfg: DictConfig, prompts: list[dict], base_replies: list[str]) -> tuple[str, list[str]]:
+    """The reference's replies: the base model's, another checkpoint's, or those in a JSONL file."""
+    reference = str(cfg.evaluate.reference)
+    if reference == "base":
+        return "base", base_replies
+    path = project_path(reference)
+    if path.is_file():
+        return str(path), match_references(load_reference_responses(path), prompts, str(path))
+    if path.is_dir():
+        return str(path), PolicyPair(cfg, path).replies([p["text"] for p in prompts])
+    raise UserError(f"evaluate.reference: {reference!r} is neither 'base', a checkpoint folder nor a JSONL file")
+
+
+def check_evaluate_config(cfg: DictConfig) -> None:
+    if cfg.evaluate.gate not in GATE_MODES:
+        raise UserError(f"evaluate.gate: {cfg.evaluate.gate!r} is not one of {list(GATE_MODES)}")
+    limit = cfg.evaluate.redflag_limit
+    if limit is not None and (not isinstance(limit, int) or limit < 1):
+        raise UserError(f"evaluate.redflag_limit: {limit!r} must be a positive integer or null (all scenarios)")
+
+
+def assess(cfg: DictConfig, out_dir: Path, prompts: list[dict], checkpoint: Path, scorer=None) -> dict:
+    """Write eval.jsonl, redflags.jsonl and metrics.json into ``out_dir``; returns the metrics."""
+    check_evaluate_config(cfg)
+    ev = cfg.evaluate
+    redflag_dir = project_path(ev.redflags)
+    scenarios = select_scenarios(load_redflags(redflag_dir), ev.redflag_limit)
+    policy = PolicyPair(cfg, checkpoint)
+    texts = [p["text"] for p in prompts]
+    replies = {"base": policy.replies(texts, trained=False), "dpo": policy.replies(texts)}
+    messages = [s.message for s in scenarios]
+    flagged = {"base": policy.replies(messages, trained=False), "trained": policy.replies(messages)}
+    del policy
+    reference_name, reference = reference_replies(cfg, prompts, replies["base"])
+    rewards = ({name: scorer.score([[{"role": "user", "content": t}] for t in texts], got)
+                for name, got in replies.items()} if scorer is not None else None)
+
+    rubric = load_rubric(project_path(cfg.principles.path))
+    judge = build_judge(cfg, rubric)
+    rows, verdicts = [], []
+    for index, prompt in enumerate(prompts):
+        dpo_reply, ref_reply = replies["dpo"][index], reference[index]
+        outcome = judged_comparison(judge, prompt["text"], dpo_reply, ref_reply)
+        verdicts.append(outcome.verdict(ev.tie_band))
+        base_scores = judge.score([JudgeItem(prompt["text"], replies["base"][index])])[0]
+        rows.append({
+            "prompt_id": prompt["id"], "topic": prompt.get("topic"), "prompt": prompt["text"],
+            "base": replies["base"][index], "dpo": dpo_reply, "reference": ref_reply,
+            "base_reward": rewards["base"][index] if rewards else None,
+            "dpo_reward": rewards["dpo"][index] if rewards else None,
+            "base_principles": base_scores,
+            "dpo_principles": judge.score([JudgeItem(prompt["text"], dpo_reply)])[0],
+            "reference_principles": (base_scores if reference_name == "base"
+                                     else judge.score([JudgeItem(prompt["text"], ref_reply)])[0]),
+            "p_dpo_better_as_a": round(outcome.p_first_as_a, 4),
+            "p_dpo_better_as_b": round(outcome.p_first_as_b, 4),
+            "verdict": verdicts[-1],
+        })
+    atomic_write_jsonl(out_dir / "eval.jsonl", rows)
+
+    harms = {name: judge_harm_scores(judge, scenarios, got, rubric) for name, got in flagged.items()}
+    outcomes = {name: score_suite(scenarios, flagged[name], harms[name], ev.harm_threshold) for name in flagged}
+    atomic_write_jsonl(out_dir / "redflags.jsonl",
+                       result_rows(scenarios, flagged, {n: o[0] for n, o in outcomes.items()}, harms))
+    safety = {name: outcome[1] for name, outcome in outcomes.items()}
+    decision = release_decision(safety["base"]["pass_rate"], safety["trained"]["pass_rate"], ev.gate_tolerance)
+
+    boot = {"n_resamples": ev.bootstrap_resamples, "confidence": ev.confidence, "seed": cfg.seed}
+    overall = win_rate_with_ci(verdicts, **boot)
+    metrics = {
+        "base_score": round(statistics.mean(rewards["base"]), 4) if rewards and rows else None,
+        "dpo_score": round(statistics.mean(rewards["dpo"]), 4) if rewards and rows else None,
+        **{k: overall[k] for k in ("win_rate", "wins", "ties", "losses")},
+        "win_rate_ci": [overall["ci_low"], overall["ci_high"]],
+        "confidence": ev.confidence,
+        "reference": reference_name,
+        "principle_win_rates": per_principle_win_rates([r["dpo_principles"] for r in rows],
+                                                       [r["reference_principles"] for r in rows],
+                                                       ev.principle_margin, **boot),
+        "base_principles": principle_means([r["base_principles"] for r in rows]),
+        "dpo_principles": principle_means([r["dpo_principles"] for r in rows]),
+        "identical_replies": sum(r["base"] == r["dpo"] for r in rows),
+        "judge": OmegaConf.to_container(cfg.judge, resolve=True),
+        "checkpoint": str(checkpoint),
+        "safety": {"base": safety["base"], "trained": safety["trained"], "harm_threshold": ev.harm_threshold,
+                   "n_scenarios": len(scenarios), "redflags": str(ev.redflags),
+                   "redflags_sha256": sha256_tree(redflag_dir), "gate": decision},
+        "base_pass_rate": decision["base_pass_rate"],
+        "trained_pass_rate": decision["trained_pass_rate"],
+        "release": decision["release"],
+    }
+    atomic_write_json(out_dir / "metrics.json", metrics)
+    return metrics
+
+
+def checkpoint_base_model(checkpoint: Path) -> str | None:
+    """The base model named by a checkpoint's card, or by its adapter config."""
+    if (checkpoint / CARD_JSON).exists():
+        return read_card(checkpoint).get("base_model")
+    adapter = checkpoint / "adapter_config.json"
+    if adapter.exists():
+        import json
+
+        return json.loads(adapter.read_text()).get("base_model_name_or_path")
+    return None

@@ -1,0 +1,49 @@
+"""``counsel-align pull`` and ``counsel-align push``: move an exported checkpoint with its model card."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from rewards.errors import UserError
+from rewards.hub import pull_checkpoint, push_checkpoint
+
+
+def _run(name: str, action) -> int:
+    try:
+        action()
+    except UserError as exc:
+        print(f"counsel-align {name}: error: {' '.join(str(exc).split())}", file=sys.stderr)
+        return 2
+    return 0
+
+
+def pull_main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="counsel-align pull",
+                                     description="Copy a checkpoint (Hub id owner/name, or a folder) with its card.")
+    parser.add_argument("reference", help="Hub id (owner/name) or checkpoint folder")
+    parser.add_argument("--to", default=None, help="destination folder (default: checkpoints/<name>)")
+    parser.add_argument("--revision", default=None, help="Hub branch, tag or commit")
+    args = parser.parse_args(argv)
+
+    def action() -> None:
+        target = pull_checkpoint(args.reference, args.to, args.revision)
+        print(f"[counsel-align] pulled {args.reference} -> {target}")
+        print(f"[counsel-align] evaluate it with: counsel-align evaluate-checkpoint {target}")
+
+    return _run("pull", action)
+
+
+def push_main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="counsel-align push",
+                                     description="Copy a checkpoint with its card to a folder or a Hub repo.")
+    parser.add_argument("checkpoint", help="exported checkpoint folder, e.g. outputs/<run>/evaluate/checkpoint")
+    parser.add_argument("destination", help="Hub id (owner/name; needs HF_TOKEN) or a new local folder")
+    parser.add_argument("--public", action="store_true", help="create the Hub repo as public (default private)")
+    args = parser.parse_args(argv)
+
+    def action() -> None:
+        where = push_checkpoint(args.checkpoint, args.destination, private=not args.public)
+        print(f"[counsel-align] pushed {args.checkpoint} -> {where}")
+
+    return _run("push", action)

@@ -1,0 +1,58 @@
+"""Shared body of the online RLHF stages (`counsel-align grpo`, `counsel-align rloo`)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from omegaconf import DictConfig, OmegaConf
+
+from recipes._entry import StageContext, entry, run_stage
+from rewards.artifacts import atomic_write_json, read_jsonl
+from rewards.errors import UserError
+from rewards.models import load_tokenizer
+from rewards.online import build_online_trainer, prompt_dataset, reward_trajectory
+from rewards.reward_io import load_reward
+from rewards.tracking import configure_wandb
+
+
+def work(ctx: StageContext) -> dict:
+    cfg = ctx.cfg
+    train_cfg = OmegaConf.to_container(cfg.train, resolve=True)
+    if train_cfg.get("method") != ctx.name:
+        raise UserError(f"train: `counsel-align {ctx.name}` needs train={ctx.name} (got method "
+                        f"{train_cfg.get('method')!r}); pick a config from configs/train/ for {ctx.name}")
+    prompts = [p for p in read_jsonl(ctx.input_dir("generate") / "prompts.jsonl") if p.get("split") == "train"]
+    reward = load_reward(ctx.input_dir("reward") / "model", trust_remote_code=cfg.model.trust_remote_code,
+                         device=cfg.device, merge_lora=True, batch_size=train_cfg.get("reward_batch_size", 8))
+    tokenizer = load_tokenizer(cfg.model.name_or_path, cfg.model.trust_remote_code)
+    report_to = configure_wandb(cfg.wandb.mode, cfg.wandb.project, ctx.run_dir / "wandb", f"{cfg.run}-{ctx.name}")
+    trainer = build_online_trainer(ctx.name, cfg.model.name_or_path, tokenizer, prompt_dataset(prompts), reward,
+                                   train_cfg, ctx.dir / "checkpoints", report_to, cfg.seed)
+    trainer.train()
+    trainer.save_model(str(ctx.dir / "model"))
+    tokenizer.save_pretrained(str(ctx.dir / "model"))
+    metrics = {**reward_trajectory(trainer.state.log_history), "beta": train_cfg.get("beta"),
+               "num_generations": train_cfg.get("num_generations"), "use_vllm": bool(trainer.args.use_vllm)}
+    atomic_write_json(ctx.dir / "metrics.json", metrics)
+    print(f"[counsel-align] {ctx.name}: mean reward {metrics.get('reward_first')} -> {metrics.get('reward_last')} "
+          f"over {metrics['n_logged_steps']} logged steps (beta {metrics['beta']})", flush=True)
+    return {"counts": {"n_prompts": len(prompts)}, "metrics": metrics}
+
+
+def make_main(method: str) -> Callable[[list[str] | None], int]:
+    """Entry point; selects configs/train/<method>.yaml unless the user picked another `train=` config."""
+
+    def run(cfg: DictConfig) -> dict:
+        return run_stage(cfg, method, work, ["model", "train", "seed"], inputs=["generate", "reward"])
+
+    stage_main = entry(method, run)
+
+    def main(argv: list[str] | None = None) -> int:
+        import sys
+
+        args = list(sys.argv[1:] if argv is None else argv)
+        if not any(a.startswith("train=") for a in args):
+            args.insert(0, f"train={method}")
+        return stage_main(args)
+
+    return main

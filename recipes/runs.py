@@ -1,0 +1,92 @@
+"""``counsel-align runs``: a table of the runs under outputs/ with their key metrics and exported checkpoints."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from datetime import UTC, datetime
+from pathlib import Path
+
+from recipes.export import CHECKPOINT_DIR
+from rewards.artifacts import read_manifest
+
+STAGE_ORDER = ("generate", "judge", "pairs", "reward", "dpo", "evaluate", "report")
+COLUMNS = ("run", "stages", "finished", "rm_acc", "win_rate [CI]", "pass base->trained", "release", "checkpoint")
+
+
+def _fmt(value: object, digits: int = 3) -> str:
+    return f"{value:.{digits}f}" if isinstance(value, float) else ("-" if value is None else str(value))
+
+
+def run_summary(run_dir: Path) -> dict | None:
+    """Key facts of one run folder, or None when no stage has finished there."""
+    manifests = {p.parent.name: read_manifest(p.parent) for p in sorted(run_dir.glob("*/manifest.json"))}
+    manifests = {name: m for name, m in manifests.items() if m}
+    if not manifests:
+        return None
+    evaluation = manifests.get("evaluate", {}).get("metrics", {})
+    ci = evaluation.get("win_rate_ci")
+    checkpoint = run_dir / "evaluate" / CHECKPOINT_DIR
+    finished = max(m.get("finished_at", "") for m in manifests.values())
+    return {
+        "run": run_dir.name,
+        "stages": [s for s in STAGE_ORDER if s in manifests] + sorted(set(manifests) - set(STAGE_ORDER)),
+        "finished_at": finished,
+        "rm_accuracy": manifests.get("reward", {}).get("metrics", {}).get("rm_accuracy"),
+        "win_rate": evaluation.get("win_rate"),
+        "win_rate_ci": ci,
+        "base_pass_rate": evaluation.get("base_pass_rate"),
+        "trained_pass_rate": evaluation.get("trained_pass_rate"),
+        "release": evaluation.get("release"),
+        "checkpoint": str(checkpoint) if checkpoint.is_dir() else evaluation.get("checkpoint"),
+    }
+
+
+def collect_runs(root: Path) -> list[dict]:
+    if not root.is_dir():
+        return []
+    summaries = [run_summary(d) for d in sorted(root.iterdir()) if d.is_dir() and not d.name.startswith(".")]
+    return [s for s in summaries if s is not None]
+
+
+def _row(s: dict) -> list[str]:
+    ci = s["win_rate_ci"]
+    win = "-" if s["win_rate"] is None else f"{_fmt(s['win_rate'], 2)}" + (
+        f" [{_fmt(ci[0], 2)}, {_fmt(ci[1], 2)}]" if ci else "")
+    passes = ("-" if s["base_pass_rate"] is None
+              else f"{_fmt(s['base_pass_rate'], 2)}->{_fmt(s['trained_pass_rate'], 2)}")
+    when = s["finished_at"][:16].replace("T", " ") if s["finished_at"] else "-"
+    return [s["run"], str(len(s["stages"])), when, _fmt(s["rm_accuracy"], 2), win, passes,
+            {True: "yes", False: "NO", None: "-"}[s["release"]], s["checkpoint"] or "-"]
+
+
+def format_table(summaries: list[dict]) -> str:
+    rows = [list(COLUMNS), *(_row(s) for s in summaries)]
+    widths = [max(len(r[i]) for r in rows) for i in range(len(COLUMNS))]
+    lines = ["  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip() for row in rows]
+    lines.insert(1, "  ".join("-" * w for w in widths))
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="counsel-align runs", description=__doc__)
+    parser.add_argument("--root", default="outputs", help="folder holding the runs (default: outputs)")
+    parser.add_argument("--json", action="store_true", help="print the summaries as JSON instead of a table")
+    args = parser.parse_args(argv)
+    root = Path(args.root)
+    summaries = collect_runs(root)
+    if args.json:
+        print(json.dumps(summaries, indent=2))
+        return 0
+    if not summaries:
+        print(f"counsel-align runs: no runs under {root} (run `counsel-align pipeline run=NAME` first)",
+              file=sys.stderr)
+        return 0
+    print(format_table(summaries))
+    print(f"\n{len(summaries)} run(s) under {root.resolve()} · {datetime.now(UTC):%Y-%m-%d %H:%M} UTC")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,100 @@
+"""Checkpoints that survive preemption and bad steps: resume choice, a NaN/inf loss guard, final export."""
+
+from __future__ import annotations
+
+import math
+import shutil
+from pathlib import Path
+
+from transformers import TrainerCallback
+from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR, get_last_checkpoint
+
+from rewards.distributed import is_main_process
+from rewards.errors import UserError
+
+RESUME_MODES = ("auto", "true", "false")
+
+
+def resume_checkpoint(checkpoint_dir: str | Path, mode: str | bool) -> str | None:
+    """The checkpoint to resume from: ``auto`` = the last one if any, ``true`` = the last one (required),
+    ``false`` = none (older checkpoints are removed so that they cannot mix with the new run)."""
+    mode = str(mode).lower()
+    if mode not in RESUME_MODES:
+        raise UserError(f"resume: {mode!r} is not one of {', '.join(RESUME_MODES)}")
+    folder = Path(checkpoint_dir)
+    last = get_last_checkpoint(str(folder)) if folder.is_dir() else None
+    if mode == "false":
+        if is_main_process():
+            for old in folder.glob(f"{PREFIX_CHECKPOINT_DIR}-*") if folder.is_dir() else []:
+                shutil.rmtree(old, ignore_errors=True)
+        return None
+    if mode == "true" and last is None:
+        raise UserError(f"resume=true: no checkpoint under {folder}; run without resume=true to start fresh")
+    return last
+
+
+class NonFiniteLossGuard(TrainerCallback):
+    """Stops training at the first NaN/inf loss and never saves a checkpoint after it.
+
+    The trainer sums step losses until the next log, so one non-finite step makes the next logged loss
+    non-finite; the guard forces a log right before every save so that no save can follow a bad step.
+    """
+
+    def __init__(self) -> None:
+        self.bad_step: int | None = None
+        self.bad_loss: float | None = None
+
+    def on_step_end(self, args, state, control, **kwargs):
+        if control.should_save:
+            control.should_log = True
+        return control
+
+    def on_log(self, args, state, control, logs=None, **kwargs):
+        loss = (logs or {}).get("loss")
+        if loss is not None and not math.isfinite(float(loss)) and self.bad_step is None:
+            self.bad_step, self.bad_loss = state.global_step, float(loss)
+            control.should_training_stop = True
+            control.should_save = False
+        return control
+
+    def raise_if_tripped(self, checkpoint_dir: str | Path) -> None:
+        """Raise a one-line UserError naming the step and the last good checkpoint."""
+        if self.bad_step is None:
+            return
+        folder = Path(checkpoint_dir)
+        last = get_last_checkpoint(str(folder)) if folder.is_dir() else None
+        kept = f"last good checkpoint: {last}" if last else "no checkpoint was saved before it"
+        raise UserError(f"training stopped: loss became {self.bad_loss} at step {self.bad_step} ({kept}); "
+                        "lower train.learning_rate or check the data, then rerun to resume")
+
+
+def install_guards(trainer) -> NonFiniteLossGuard:
+    """Add the NaN/inf guard to a built trainer; the trainer's own NaN filter would hide bad losses."""
+    trainer.args.logging_nan_inf_filter = False
+    guard = NonFiniteLossGuard()
+    trainer.add_callback(guard)
+    return guard
+
+
+def zero_stage(trainer) -> int:
+    """The DeepSpeed ZeRO stage the trainer runs under (0 without DeepSpeed)."""
+    plugin = getattr(trainer.accelerator.state, "deepspeed_plugin", None)
+    return int(plugin.zero_stage) if plugin is not None else 0
+
+
+def save_final_model(trainer, tokenizer, output_dir: str | Path) -> Path:
+    """Save weights loadable by plain ``from_pretrained`` (ZeRO-3: gathered 16-bit weights, not shards)."""
+    output_dir = Path(output_dir)
+    if zero_stage(trainer) == 3:
+        ds_config = trainer.accelerator.state.deepspeed_plugin.deepspeed_config
+        if not ds_config.get("zero_optimization", {}).get("stage3_gather_16bit_weights_on_model_save", False):
+            raise UserError("deepspeed config: ZeRO-3 needs zero_optimization.stage3_gather_16bit_weights_on_model_save"
+                            "=true for a loadable final model (see configs/deepspeed/zero3.json)")
+    trainer.save_model(str(output_dir))  # collective under ZeRO-3: every rank must call it
+    if trainer.is_world_process_zero():
+        tokenizer.save_pretrained(str(output_dir))
+        weights = [*output_dir.glob("*.safetensors")]
+        if not weights:
+            raise UserError(f"{output_dir}: no safetensors weights were written; check the DeepSpeed config")
+    trainer.accelerator.wait_for_everyone()
+    return output_dir

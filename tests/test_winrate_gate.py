@@ -1,0 +1,88 @@
+"""Win rate with a bootstrap interval, per-principle rates, reference files, scenario subsets and the release gate."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from rewards.errors import UserError
+from rewards.release_gate import gate_line, release_decision, score_suite, select_scenarios
+from rewards.safety import CATEGORIES, load_redflags
+from rewards.winrate import (
+    bootstrap_interval,
+    load_reference_responses,
+    match_references,
+    per_principle_win_rates,
+    win_rate_with_ci,
+)
+from tests.conftest import PROJECT_ROOT
+
+
+def test_ties_count_half_and_interval_contains_the_rate():
+    result = win_rate_with_ci(["win"] * 6 + ["tie"] * 2 + ["loss"] * 2, n_resamples=500, seed=1)
+    assert (result["wins"], result["ties"], result["losses"], result["n"]) == (6, 2, 2, 10)
+    assert result["win_rate"] == pytest.approx(0.7)
+    assert result["ci_low"] < 0.7 < result["ci_high"]
+
+
+def test_bootstrap_is_seeded_and_narrows_with_more_prompts():
+    few = ["win", "loss", "tie", "win"]
+    assert win_rate_with_ci(few, seed=3) == win_rate_with_ci(few, seed=3)
+    assert win_rate_with_ci(few, seed=3)["ci_low"] != win_rate_with_ci(few * 5, seed=4)["ci_low"]
+    narrow = win_rate_with_ci(few * 50, seed=3)
+    wide = win_rate_with_ci(few, seed=3)
+    assert narrow["ci_high"] - narrow["ci_low"] < wide["ci_high"] - wide["ci_low"]
+    assert bootstrap_interval([1.0] * 5) == (1.0, 1.0)
+
+
+def test_unknown_verdict_and_bad_confidence_are_refused():
+    with pytest.raises(ValueError):
+        win_rate_with_ci(["win", "draw"])
+    with pytest.raises(UserError, match="evaluate.confidence"):
+        bootstrap_interval([1.0, 0.0], confidence=1.5)
+
+
+def test_per_principle_rates_use_the_margin():
+    candidate = [{"empathy": 4.0, "clarity": 3.0}, {"empathy": 4.0, "clarity": 3.02}]
+    reference = [{"empathy": 3.0, "clarity": 3.0}, {"empathy": 4.5, "clarity": 3.0}]
+    rates = per_principle_win_rates(candidate, reference, margin=0.05, n_resamples=100)
+    assert (rates["empathy"]["wins"], rates["empathy"]["losses"]) == (1, 1)
+    assert rates["clarity"]["ties"] == 2 and rates["clarity"]["win_rate"] == 0.5
+
+
+def test_reference_file_by_id_or_text_and_missing_prompt(tmp_path):
+    path = tmp_path / "ref.jsonl"
+    path.write_text(json.dumps({"prompt_id": "p1", "response": "R1"}) + "\n"
+                    + json.dumps({"prompt": "second text", "response": "R2"}) + "\n")
+    replies = load_reference_responses(path)
+    prompts = [{"id": "p1", "text": "first"}, {"id": "p2", "text": "second text"}]
+    assert match_references(replies, prompts, str(path)) == ["R1", "R2"]
+    with pytest.raises(UserError, match="p3"):
+        match_references(replies, [*prompts, {"id": "p3", "text": "x"}], str(path))
+    path.write_text('{"prompt_id": "p1"}\n')
+    with pytest.raises(UserError, match=r"ref.jsonl:1: needs a string field 'response'"):
+        load_reference_responses(path)
+
+
+def test_subset_covers_every_category_first():
+    scenarios = load_redflags(PROJECT_ROOT / "data" / "redflags")
+    subset = select_scenarios(scenarios, 10)
+    assert sorted(s.category for s in subset) == sorted(CATEGORIES)
+    assert len(select_scenarios(scenarios, 25)) == 25 and len(select_scenarios(scenarios, None)) == len(scenarios)
+
+
+def test_release_decision_at_the_tolerance_boundary():
+    assert release_decision(0.6, 0.55, 0.05)["release"]
+    held = release_decision(0.6, 0.5, 0.05)
+    assert not held["release"] and "0.500" in gate_line(held) and "0.600" in gate_line(held)
+    assert "do NOT release" in gate_line(held)
+    assert release_decision(0.2, 0.9, 0.0)["release"]
+
+
+def test_judge_harm_score_can_fail_an_otherwise_safe_reply():
+    scenario = next(s for s in load_redflags(PROJECT_ROOT / "data" / "redflags") if s.category == "stigma_probe")
+    reply = "Most people living with this condition are not violent, and many live full lives."
+    _, passing = score_suite([scenario], [reply], [4.0], harm_threshold=3.0)
+    _, failing = score_suite([scenario], [reply], [2.0], harm_threshold=3.0)
+    assert passing["pass_rate"] == 1.0 and failing["pass_rate"] == 0.0 and failing["rules_only_pass_rate"] == 1.0
