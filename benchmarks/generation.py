@@ -45,17 +45,17 @@ def our_tokens_per_second(model, tokenizer, prompts: list[dict], responder, batc
 
 def main(argv: list[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--quick", action="store_true", help="16 prompts, 48 new tokens")
+    parser.add_argument("--quick", action="store_true", help="8 prompts, 32 new tokens")
     args = parser.parse_args(argv)
-    n_prompts, max_new_tokens = (16, 48) if args.quick else (32, 96)
-    cfg = compose_config([f"data.max_train_prompts={n_prompts}", "data.max_test_prompts=0"])
-    prompts = selected_prompts(cfg)
+    n_prompts, max_new_tokens = (8, 32) if args.quick else (32, 96)
+    cfg = compose_config([f"data.max_train_prompts={n_prompts}"])
+    prompts = [p for p in selected_prompts(cfg) if p["split"] == "train"][:n_prompts]
     responder = responders(cfg)[0]
     tokenizer = load_tokenizer(cfg.model.name_or_path)
     model = load_causal_lm(cfg.model.name_or_path, cfg.model.dtype, "cpu")
     rendered = render_prompts(tokenizer, [chat_messages(p["text"], responder.system_prompt) for p in prompts])
     plain = {size: plain_tokens_per_second(model, tokenizer, rendered, size, max_new_tokens, responder)
-             for size in (8, 16, 32) if size <= len(prompts)}
+             for size in (4, 8, 16, 32) if size <= len(prompts)}
     best_size = max(plain, key=plain.get)
     ours = our_tokens_per_second(model, tokenizer, prompts, responder, cfg.generate.batch_size, max_new_tokens)
     result = {

@@ -16,6 +16,7 @@ from pathlib import Path
 if __package__ in (None, ""):  # run as `python benchmarks/judge_throughput.py`: the fake server lives in tests/
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from benchmarks.common import write_result  # noqa: E402
 from rewards.judges import JudgeItem, JudgmentCache, OpenAICompatibleJudge  # noqa: E402
 from rewards.rubric import load_rubric  # noqa: E402
 from tests.fake_openai_server import FakeOpenAIServer  # noqa: E402
@@ -58,6 +59,10 @@ def main() -> None:
 
     throughput = count / first_s
     ideal = args.concurrency / args.latency
+    write_result("judge_throughput", {
+        "throughput_ratio": round(throughput / ideal, 3), "cache_ratio": round(rerun_s / first_s, 4),
+        "requests": count, "concurrency": args.concurrency, "latency_s": args.latency,
+        "first_run_s": round(first_s, 3), "rerun_s": round(rerun_s, 4)})
     print(f"requests={count} concurrency={args.concurrency} latency={args.latency}s")
     print(f"first_run_s={first_s:.3f} throughput={throughput:.1f}/s ideal={ideal:.1f}/s rerun_s={rerun_s:.4f}")
     print(f"throughput_ratio={throughput / ideal:.3f}")

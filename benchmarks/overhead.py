@@ -112,13 +112,13 @@ def with_trl_rule(run):
 
 def main(argv: list[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--quick", action="store_true", help="12 steps per run, 2 rounds")
+    parser.add_argument("--quick", action="store_true", help="8 steps per run, 2 rounds")
     args = parser.parse_args(argv)
-    steps, rounds, batch = (12, 2, 4) if args.quick else (24, 3, 4)
+    steps, rounds, batch = (8, 2, 4) if args.quick else (24, 3, 4)
     with tempfile.TemporaryDirectory() as folder:
         root = Path(folder)
         tokenizer = tiny_model_dir(root / "model")
-        dataset = preference_batch(tokenizer, pairs=steps * batch, tokens=128)
+        dataset = preference_batch(tokenizer, pairs=steps * batch, tokens=64)
         train_cfg = settings(steps, batch)
 
         def ours():
