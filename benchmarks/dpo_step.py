@@ -44,6 +44,10 @@ def with_trl_rule(step: Callable[[], None]) -> Callable[[], None]:
 
 
 def trainer_step(trainer, batch) -> Callable[[], None]:
+    """One optimizer step as ``Trainer.train()`` would run it, including its gradient-checkpointing setup."""
+    if trainer.args.gradient_checkpointing:  # train() turns it on (as below); training_step alone would not
+        kwargs = dict(trainer.args.gradient_checkpointing_kwargs or {})
+        trainer.model.activation_checkpointing_enable(activation_checkpointing_kwargs=kwargs or None)
     trainer.model.train()
     trainer.create_optimizer_and_scheduler(num_training_steps=100)
     trainer.current_gradient_accumulation_steps = 1

@@ -9,7 +9,7 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
-from rewards.report import _save  # noqa: E402
+from rewards.report import save_figure  # noqa: E402
 
 
 def plot_win_rates(overall: dict, per_principle: dict[str, dict], path: Path) -> None:
@@ -32,7 +32,7 @@ def plot_win_rates(overall: dict, per_principle: dict[str, dict], path: Path) ->
     ax.set_xlabel(f"win rate of trained over reference (ties = ½), {overall['confidence']:.0%} bootstrap interval")
     ax.set_title(f"Win rate: {overall['win_rate']:.2f} [{overall['ci_low']:.2f}, {overall['ci_high']:.2f}] "
                  f"({overall['wins']}W / {overall['ties']}T / {overall['losses']}L)")
-    _save(fig, path)
+    save_figure(fig, path)
 
 
 def plot_safety(base: dict, trained: dict, gate: dict, path: Path) -> None:
@@ -52,7 +52,7 @@ def plot_safety(base: dict, trained: dict, gate: dict, path: Path) -> None:
     verdict = "release" if gate["release"] else "do NOT release"
     ax.set_title(f"Red-flag suite by category — gate: {verdict} (tolerance {gate['tolerance']})")
     ax.legend()
-    _save(fig, path)
+    save_figure(fig, path)
 
 
 def plot_training_curves(histories: dict[str, list[dict]], path: Path) -> bool:
@@ -76,5 +76,5 @@ def plot_training_curves(histories: dict[str, list[dict]], path: Path) -> bool:
         axes[0][1].set_xlabel("step")
         axes[0][1].set_ylabel("chosen − rejected implicit reward")
         axes[0][1].set_title("DPO reward margin")
-    _save(fig, path)
+    save_figure(fig, path)
     return True

@@ -12,7 +12,8 @@ import matplotlib.pyplot as plt  # noqa: E402
 from rewards.artifacts import atomic_write_bytes  # noqa: E402
 
 
-def _save(fig, path: Path) -> None:
+def save_figure(fig, path: Path) -> None:
+    """Write a matplotlib figure as PNG, atomically, and close it."""
     import io
 
     buffer = io.BytesIO()
@@ -33,7 +34,7 @@ def plot_principles(base: dict[str, float], dpo: dict[str, float], path: Path) -
     ax.set_ylabel("judge score (1-5)")
     ax.set_title("Per-principle judge scores on held-out prompts")
     ax.legend()
-    _save(fig, path)
+    save_figure(fig, path)
 
 
 def plot_rewards(base: list[float], dpo: list[float], path: Path) -> None:
@@ -45,7 +46,7 @@ def plot_rewards(base: list[float], dpo: list[float], path: Path) -> None:
     ax.set_ylabel("held-out prompts")
     ax.set_title("Reward-model scores: base vs DPO")
     ax.legend()
-    _save(fig, path)
+    save_figure(fig, path)
 
 
 def plot_stage_seconds(seconds: dict[str, float], path: Path) -> None:
@@ -54,7 +55,7 @@ def plot_stage_seconds(seconds: dict[str, float], path: Path) -> None:
     ax.invert_yaxis()
     ax.set_xlabel("wall seconds")
     ax.set_title("Time per stage")
-    _save(fig, path)
+    save_figure(fig, path)
 
 
 def plot_candidate_scores(scores_by_principle: dict[str, list[float]], path: Path) -> None:
@@ -65,7 +66,7 @@ def plot_candidate_scores(scores_by_principle: dict[str, list[float]], path: Pat
     ax.tick_params(axis="x", rotation=30)
     ax.set_ylabel("judge score (1-5)")
     ax.set_title("Judge scores of all candidates")
-    _save(fig, path)
+    save_figure(fig, path)
 
 
 def _fmt(value) -> str:

@@ -6,7 +6,6 @@ Every pair that cannot be scored as given is counted (dropped empty replies, tru
 
 from __future__ import annotations
 
-import io
 import math
 import random
 import statistics
@@ -16,7 +15,6 @@ from pathlib import Path
 
 import torch
 
-from rewards.artifacts import atomic_write_bytes
 from rewards.errors import UserError
 from rewards.reward_model import RewardScorer, pairwise_accuracy
 from rewards.rm_data import PAIR_COLUMNS, PairReport, encode_conversation, require_columns, response_text
@@ -138,16 +136,6 @@ def calibration(chosen: Sequence[float], rejected: Sequence[float], bins: int = 
     return {"bins": table, "ece": round(ece, 4)}
 
 
-def _save(fig, path: Path) -> None:
-    import matplotlib.pyplot as plt
-
-    buffer = io.BytesIO()
-    fig.tight_layout()
-    fig.savefig(buffer, format="png", dpi=110)
-    plt.close(fig)
-    atomic_write_bytes(path, buffer.getvalue())
-
-
 def plot_histogram(chosen: Sequence[float], rejected: Sequence[float], path: Path) -> None:
     import matplotlib
 
@@ -160,7 +148,9 @@ def plot_histogram(chosen: Sequence[float], rejected: Sequence[float], path: Pat
     ax.set_ylabel("replies")
     ax.set_title("Reward of chosen vs rejected replies (held-out pairs)")
     ax.legend()
-    _save(fig, path)
+    from rewards.report import save_figure
+
+    save_figure(fig, path)
 
 
 def plot_calibration(table: dict, path: Path) -> None:
@@ -181,7 +171,9 @@ def plot_calibration(table: dict, path: Path) -> None:
     ax.set_ylabel("pairwise accuracy")
     ax.set_title(f"Calibration (ECE {table['ece']})")
     ax.legend()
-    _save(fig, path)
+    from rewards.report import save_figure
+
+    save_figure(fig, path)
 
 
 def load_counselchat_pairs(source: str, split: str = "test", max_pairs: int | None = None,
