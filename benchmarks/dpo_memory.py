@@ -115,6 +115,8 @@ def main(argv: list[str] | None = None) -> dict:
     if args.child:
         child(args.child, Path(args.model), args.pairs, args.tokens)
         return {}
+    if args.quick:
+        args.tokens = min(args.tokens, 128)
     with tempfile.TemporaryDirectory() as folder:
         model_dir = model_folder(Path(folder))
         runs = {method: measure(method, model_dir, args.pairs, args.tokens) for method in ("sft", "dpo")}

@@ -12,6 +12,7 @@ from rewards.distributed import is_main_process
 from rewards.models import load_tokenizer
 from rewards.policy import build_dpo_trainer
 from rewards.tracking import configure_wandb
+from rewards.training import qlora_quantization_config
 
 
 def work(ctx: StageContext) -> dict:
@@ -48,6 +49,7 @@ def run(cfg: DictConfig) -> dict:
         from recipes.plan import run as print_plan
 
         return print_plan(cfg)
+    qlora_quantization_config(OmegaConf.to_container(cfg.train, resolve=True), "train")  # fail before any work
     return run_stage(cfg, "dpo", work, ["model", "train", "seed"], inputs=["pairs"])
 
 

@@ -6,7 +6,7 @@ import warnings
 from pathlib import Path
 
 from rewards.models import resolve_model_path, torch_dtype
-from rewards.training import build_lora_config, training_arguments
+from rewards.training import build_lora_config, qlora_quantization_config, training_arguments
 
 DPO_KEYS = ("beta", "loss_type", "max_length", "precompute_ref_log_probs", "label_smoothing",
             "padding_free", "pad_to_multiple_of")
@@ -15,11 +15,9 @@ DPO_KEYS = ("beta", "loss_type", "max_length", "precompute_ref_log_probs", "labe
 def build_dpo_trainer(model_path: str, tokenizer, train_dataset, train_cfg: dict, output_dir: str | Path,
                       report_to: list[str], seed: int = 0, eval_dataset=None, callbacks=None, tune: bool = True):
     """A DPOTrainer; with LoRA the reference is the base model with the adapter disabled (no copy)."""
-    from transformers import AutoModelForCausalLM
     from trl import DPOConfig, DPOTrainer
 
-    model = AutoModelForCausalLM.from_pretrained(
-        resolve_model_path(model_path), dtype=torch_dtype(train_cfg.get("dtype")), use_safetensors=True)
+    model = load_policy_model(model_path, train_cfg)
     extra = {key: train_cfg.get(key) for key in DPO_KEYS}
     if isinstance(extra.get("loss_type"), list | tuple):
         extra["loss_type"] = list(extra["loss_type"])
@@ -37,6 +35,24 @@ def build_dpo_trainer(model_path: str, tokenizer, train_dataset, train_cfg: dict
     if tune:
         tune_for_device(trainer)
     return trainer
+
+
+def load_policy_model(model_path: str, train_cfg: dict):
+    """The policy from safetensors; in 4-bit nf4 on the GPU for ``peft: qlora`` (prepared for k-bit training)."""
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    quant = qlora_quantization_config(train_cfg, "train")
+    kwargs = {"dtype": torch_dtype(train_cfg.get("dtype")), "use_safetensors": True}
+    if quant is not None:
+        kwargs.update(quantization_config=quant, device_map={"": torch.cuda.current_device()})
+    model = AutoModelForCausalLM.from_pretrained(resolve_model_path(model_path), **kwargs)
+    if quant is not None:
+        from peft import prepare_model_for_kbit_training
+
+        model = prepare_model_for_kbit_training(
+            model, use_gradient_checkpointing=bool(train_cfg.get("gradient_checkpointing")))
+    return model
 
 
 def tune_for_device(trainer) -> list[str]:

@@ -11,26 +11,12 @@ from tqdm.auto import tqdm
 from rewards.errors import UserError
 from rewards.models import resolve_model_path, torch_dtype
 from rewards.rm_data import encode_conversation, fit_length, prompt_messages, response_text
-from rewards.training import build_lora_config, training_arguments
-
-PEFT_MODES = ("none", "lora", "qlora")
-QLORA_NEEDS_CUDA = ("reward_train.peft=qlora: QLoRA needs a CUDA GPU (bitsandbytes 4-bit nf4); "
-                    "on CPU use reward_train=reward (LoRA) or reward_train=reward_full")
+from rewards.training import build_lora_config, qlora_quantization_config, training_arguments
 
 
-def quantization_config(train_cfg: Mapping):
+def quantization_config(train_cfg: Mapping, section: str = "reward_train"):
     """A 4-bit nf4 ``BitsAndBytesConfig`` for ``peft: qlora`` (CUDA only), else None."""
-    peft = train_cfg.get("peft") or "none"
-    if peft not in PEFT_MODES:
-        raise UserError(f"reward_train.peft: {peft!r} is not one of {list(PEFT_MODES)}")
-    if peft != "qlora":
-        return None
-    if not torch.cuda.is_available():
-        raise UserError(QLORA_NEEDS_CUDA)
-    from transformers import BitsAndBytesConfig
-
-    return BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_use_double_quant=True,
-                              bnb_4bit_compute_dtype=torch.bfloat16)
+    return qlora_quantization_config(train_cfg, section)
 
 
 def load_score_model(model_path: str, train_cfg: Mapping, pad_token_id: int, labels: Sequence[str] = ("reward",),

@@ -9,6 +9,29 @@ from typing import Any
 from rewards.distributed import default_ddp_backend
 from rewards.errors import UserError
 
+PEFT_MODES = ("none", "lora", "qlora")
+FULL_OR_LORA = {"reward_train": "reward_train=reward (LoRA) or reward_train=reward_full",
+                "train": "train=dpo_lora or train=dpo_full"}
+
+
+def qlora_quantization_config(train_cfg, section: str = "train"):
+    """A 4-bit nf4 ``BitsAndBytesConfig`` when ``<section>.peft`` is 'qlora' (needs CUDA), else None."""
+    import torch
+
+    peft = train_cfg.get("peft") or "none"
+    if peft not in PEFT_MODES:
+        raise UserError(f"{section}.peft: {peft!r} is not one of {list(PEFT_MODES)}")
+    if peft != "qlora":
+        return None
+    if not torch.cuda.is_available():
+        raise UserError(f"{section}.peft=qlora: QLoRA needs a CUDA GPU (bitsandbytes 4-bit nf4); on CPU use "
+                        f"{FULL_OR_LORA.get(section, 'LoRA')}")
+    from transformers import BitsAndBytesConfig
+
+    return BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_use_double_quant=True,
+                              bnb_4bit_compute_dtype=torch.bfloat16)
+
+
 TRAINING_KEYS = (
     "learning_rate", "num_train_epochs", "max_steps", "per_device_train_batch_size",
     "per_device_eval_batch_size", "gradient_accumulation_steps", "gradient_checkpointing", "bf16",

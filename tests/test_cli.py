@@ -1,5 +1,6 @@
 """User errors print one line naming the problem and exit non-zero, without a traceback."""
 
+import os
 import subprocess
 import sys
 
@@ -8,9 +9,9 @@ import yaml
 from tests.conftest import PROJECT_ROOT
 
 
-def _run(*args: str, cwd=PROJECT_ROOT) -> subprocess.CompletedProcess:
+def _run(*args: str, cwd=PROJECT_ROOT, env: dict | None = None) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-m", "recipes.cli", *args], cwd=cwd, capture_output=True, text=True,
-                          timeout=300)
+                          timeout=300, env={**os.environ, **(env or {})})
 
 
 def _error_lines(result) -> list[str]:
@@ -41,6 +42,14 @@ def test_unknown_stage_and_config_group_option():
     assert _run("trian").returncode == 2
     result = _run("dpo", "train=dpo_fulll")
     assert result.returncode == 2 and "dpo_fulll" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_dpo_qlora_without_a_gpu_fails_before_any_work(tmp_path):
+    result = _run("dpo", "train=dpo_qlora", f"output_root={tmp_path}", env={"CUDA_VISIBLE_DEVICES": ""})
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    lines = _error_lines(result)
+    assert len(lines) == 1 and "train.peft=qlora" in lines[0] and "train=dpo_lora" in lines[0]
+    assert not list(tmp_path.iterdir())  # nothing started
 
 
 def test_downstream_stage_without_inputs_says_what_to_run(tmp_path):

@@ -95,3 +95,24 @@ def test_zero2_reward_model(tiny_model_dir, tmp_path):
     manifest = json.loads((stage / "manifest.json").read_text())
     assert math.isfinite(manifest["metrics"]["train_loss"])
     assert_deepspeed_checkpoint(stage)
+
+
+def test_zero2_grpo_two_steps_with_a_reward_model(tiny_model_dir, tiny_tokenizer, tmp_path):
+    from rewards.reward_io import export_reward_model
+    from tests.test_reward_io import fake_finished_run, lora_reward_model
+
+    kwargs = {"base_model": str(tiny_model_dir), "weights": {}, "max_length": 256,
+              "provenance": {"rubric_sha256": "a" * 64, "pairs_sha256": "b" * 64}, "metrics": {}}
+    export_reward_model(lora_reward_model(tiny_model_dir, tiny_tokenizer), tiny_tokenizer,
+                        tmp_path / "rl" / "reward" / "model", **kwargs)
+    fake_finished_run(tmp_path, "rl")
+    overrides = [f"model.name_or_path={tiny_model_dir}", f"output_root={tmp_path}", "run=rl", "device=cpu",
+                 "wandb.mode=disabled", "train=grpo", "train.max_steps=2", "train.num_generations=2",
+                 "train.per_device_train_batch_size=2", "train.max_completion_length=8", "train.save_steps=1"]
+    launch("zero2", ["-m", "recipes.grpo"], overrides)
+    stage = tmp_path / "rl" / "grpo"
+    metrics = json.loads((stage / "metrics.json").read_text())
+    assert metrics["n_logged_steps"] == 2
+    assert all(math.isfinite(v) for k, v in metrics.items() if k.startswith("reward_") and isinstance(v, float))
+    assert_deepspeed_checkpoint(stage)
+    assert (stage / "model" / "adapter_model.safetensors").exists()
