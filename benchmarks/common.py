@@ -56,9 +56,13 @@ def machine() -> dict:
     return {"platform": platform.platform(), "processor": platform.machine(), "cpus": os.cpu_count()}
 
 
-def write_result(name: str, figures: dict) -> None:
-    atomic_write_json(RESULTS / f"{name}.json", {
-        "name": name, "figures": figures, "machine": machine(), "versions": package_versions(),
+def write_result(name: str, figures: dict, quick: bool = False) -> None:
+    """``results/<name>.json``; a ``--quick`` run writes ``results/quick/<name>.json`` and leaves full figures alone."""
+    folder = RESULTS / "quick" if quick else RESULTS
+    folder.mkdir(parents=True, exist_ok=True)
+    atomic_write_json(folder / f"{name}.json", {
+        "name": name, "mode": "quick" if quick else "full", "figures": figures, "machine": machine(),
+        "versions": package_versions(),
         "date": datetime.now(UTC).isoformat(timespec="seconds"),
     })
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import resource
 import subprocess
 import sys
@@ -79,11 +80,21 @@ def sft_trainer(model_dir: Path, tokenizer, dataset):
                       peft_config=lora())
 
 
-def measure(method: str, model_dir: Path, pairs: int, tokens: int) -> dict:
-    command = [sys.executable, "-m", "benchmarks.dpo_memory", "--child", method, "--model", str(model_dir),
-               "--pairs", str(pairs), "--tokens", str(tokens)]
-    completed = subprocess.run(command, capture_output=True, text=True, check=True)
-    return json.loads(completed.stdout.strip().splitlines()[-1])
+def measure_both(model_dir: Path, pairs: int, tokens: int) -> dict[str, dict]:
+    """Both children at once, one core each: each reports its own process's peak, so side by side changes nothing."""
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
+    children = {method: subprocess.Popen(
+        [sys.executable, "-m", "benchmarks.dpo_memory", "--child", method, "--model", str(model_dir),
+         "--pairs", str(pairs), "--tokens", str(tokens)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        env=env)
+        for method in ("sft", "dpo")}
+    runs = {}
+    for method, child_process in children.items():
+        stdout, stderr = child_process.communicate()
+        if child_process.returncode != 0:
+            raise RuntimeError(f"dpo_memory {method} child failed:\n{stderr[-2000:]}")
+        runs[method] = json.loads(stdout.strip().splitlines()[-1])
+    return runs
 
 
 def model_folder(folder: Path) -> Path:
@@ -119,12 +130,12 @@ def main(argv: list[str] | None = None) -> dict:
         args.tokens = min(args.tokens, 128)
     with tempfile.TemporaryDirectory() as folder:
         model_dir = model_folder(Path(folder))
-        runs = {method: measure(method, model_dir, args.pairs, args.tokens) for method in ("sft", "dpo")}
+        runs = measure_both(model_dir, args.pairs, args.tokens)
     used = {method: run["peak_mb"] - run["before_mb"] for method, run in runs.items()}
     result = {"memory_ratio": round(used["dpo"] / used["sft"], 3),
               "used_mb": {method: round(value, 1) for method, value in used.items()},
               "pairs": args.pairs, "tokens": args.tokens, "steps": STEPS}
-    write_result("dpo_memory", result)
+    write_result("dpo_memory", result, quick=args.quick)
     print(f"memory_ratio={result['memory_ratio']}")
     return result
 

@@ -43,7 +43,7 @@ def main(argv: list[str] | None = None) -> dict:
     result = {"judge_prefix_speedup": round(full_s / reuse_s, 2), "reuse_s": round(reuse_s, 3),
               "full_passes_s": round(full_s, 3), "items": len(items), "principles": len(rubric.principles),
               "max_score_difference": round(max_diff, 6)}
-    write_result("judge_prefix", result)
+    write_result("judge_prefix", result, quick=args.quick)
     print(f"judge_prefix_speedup={result['judge_prefix_speedup']}")
     return result
 

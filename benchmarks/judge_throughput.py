@@ -59,7 +59,7 @@ def main() -> None:
 
     throughput = count / first_s
     ideal = args.concurrency / args.latency
-    write_result("judge_throughput", {
+    write_result("judge_throughput", quick=args.quick, figures={
         "throughput_ratio": round(throughput / ideal, 3), "cache_ratio": round(rerun_s / first_s, 4),
         "requests": count, "concurrency": args.concurrency, "latency_s": args.latency,
         "first_run_s": round(first_s, 3), "rerun_s": round(rerun_s, 4)})

@@ -41,7 +41,7 @@ def main(argv: list[str] | None = None) -> dict:
     result = {**{f"quickstart_{stage}_s": value for stage, value in seconds.items()},
               "quickstart_total_s": round(sum(seconds.values()), 1), "run": run_dir.name,
               "model": manifest["config"]["model"]["name_or_path"], "counts": manifest["counts"]}
-    write_result("quickstart_stages", result)
+    write_result("quickstart_stages", result, quick=args.quick)
     for key, value in result.items():
         if key.startswith("quickstart_"):
             print(f"{key}={value}")
