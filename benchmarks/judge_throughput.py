@@ -1,5 +1,7 @@
 """Throughput of the OpenAI-compatible judge against a fake endpoint of fixed latency, and the cost of a cached rerun.
 
+The fake endpoint runs in its own process, as a real one would, so the judge does not share its interpreter lock.
+
 Prints `throughput_ratio` (requests/s over the ideal concurrency/latency) and `cache_ratio` (cached rerun time over
 first-run time) as the last two lines.
 """
@@ -19,25 +21,25 @@ if __package__ in (None, ""):  # run as `python benchmarks/judge_throughput.py`:
 from benchmarks.common import write_result  # noqa: E402
 from rewards.judges import JudgeItem, JudgmentCache, OpenAICompatibleJudge  # noqa: E402
 from rewards.rubric import load_rubric  # noqa: E402
-from tests.fake_openai_server import FakeOpenAIServer  # noqa: E402
+from tests.fake_openai_server import FakeServerProcess  # noqa: E402
 
 RUBRIC = Path(__file__).resolve().parent.parent / "principles" / "psychocounsel.yaml"
 KEY_ENV = "COUNSEL_BENCH_KEY"
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--requests", type=int, default=2000)
     parser.add_argument("--concurrency", type=int, default=32)
     parser.add_argument("--latency", type=float, default=0.2, help="seconds the fake endpoint waits per answer")
     parser.add_argument("--quick", action="store_true", help="400 requests")
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
     count = 400 if args.quick else args.requests
 
     os.environ.setdefault(KEY_ENV, "sk-bench")
     rubric = load_rubric(RUBRIC)
     items = [JudgeItem(f"client message {i}", f"counselor reply {i}") for i in range(count)]
-    with tempfile.TemporaryDirectory() as folder, FakeOpenAIServer(latency=args.latency) as server:
+    with tempfile.TemporaryDirectory() as folder, FakeServerProcess(latency=args.latency) as server:
         cache = JudgmentCache(Path(folder) / "judge.sqlite")
 
         def judge() -> OpenAICompatibleJudge:

@@ -96,6 +96,13 @@ def _rubric_hash(cfg: DictConfig) -> str:
     return load_rubric(project_path(cfg.principles.path)).content_hash()
 
 
+def forget_failed_run(stage_dir: Path) -> None:
+    """A finished run with failed items is not final: drop its manifest so the rerun retries them (and only them)."""
+    manifest = read_manifest(stage_dir)
+    if manifest and manifest.get("counts", {}).get("n_failed"):
+        (stage_dir / "manifest.json").unlink()
+
+
 def run_stage(cfg: DictConfig, name: str, work: Callable[[StageContext], dict], config_keys: list[str],
               inputs: list[str], uses_rubric: bool = False) -> dict:
     """Run ``work`` unless its outputs are already up to date; returns the stage manifest."""

@@ -1,11 +1,17 @@
-"""Stage 1-2: select client prompts and generate candidate responses from the responder pool."""
+"""Stage 1-2: select client prompts and generate candidate responses from the responder pool.
+
+Local responders run with ``model.generate``; responders with an ``endpoint`` ask an OpenAI-compatible server.
+Endpoint requests that fail after retries are listed in ``failed.jsonl``; rerunning the stage asks only for them.
+"""
 
 from __future__ import annotations
 
 from omegaconf import DictConfig, OmegaConf
 
-from recipes._entry import StageContext, entry, project_path, run_stage
+from recipes._entry import StageContext, entry, forget_failed_run, project_path, run_dir_of, run_stage
 from rewards.artifacts import Journal, atomic_write_jsonl, save_dataset_atomic
+from rewards.endpoint_generation import EndpointGenerator
+from rewards.errors import UserError
 from rewards.generation import Responder, generate_candidates
 from rewards.models import load_causal_lm, load_tokenizer
 from rewards.prompts import load_prompts, select_prompts, split_of
@@ -32,13 +38,18 @@ def work(ctx: StageContext) -> dict:
     atomic_write_jsonl(ctx.dir / "prompts.jsonl", prompts)
     journal = Journal(ctx.dir / "journal.jsonl")
     pool = responders(cfg)
-    for model_name in dict.fromkeys(r.model for r in pool):
+    local = [r for r in pool if r.endpoint is None]
+    for model_name in dict.fromkeys(r.model for r in local):
         tokenizer = load_tokenizer(model_name, cfg.model.trust_remote_code)
         model = load_causal_lm(model_name, cfg.model.dtype, cfg.device, cfg.model.trust_remote_code)
-        for responder in (r for r in pool if r.model == model_name):
+        for responder in (r for r in local if r.model == model_name):
             generate_candidates(model, tokenizer, prompts, responder, journal,
                                 cfg.generate.batch_size, cfg.generate.max_new_tokens, cfg.seed)
         del model
+    remote = [r for r in pool if r.endpoint is not None]
+    failed, usage = generate_with_endpoints(cfg, remote, prompts, journal)
+    atomic_write_jsonl(ctx.dir / "failed.jsonl", failed)
+    check_failures(cfg, failed, len(prompts) * sum(r.num_samples for r in remote))
     by_key = journal.done()
     candidates = sorted(by_key.values(), key=lambda r: r["key"])
     atomic_write_jsonl(ctx.dir / "candidates.jsonl", candidates)
@@ -51,10 +62,36 @@ def work(ctx: StageContext) -> dict:
         "n_test_prompts": sum(p["split"] == "test" for p in prompts),
         "n_candidates": len(candidates),
         "n_unfinished": sum(not c["finished"] for c in candidates),
-    }}
+        "n_failed": len(failed),
+        "by_source": {r.name: sum(c["source"] == r.name for c in candidates) for r in pool},
+    }, "metrics": {"endpoint_usage": usage}}
+
+
+def generate_with_endpoints(cfg: DictConfig, pool: list[Responder], prompts: list[dict],
+                            journal: Journal) -> tuple[list[dict], dict]:
+    """Replies of the endpoint responders; returns the failed requests and the usage per responder."""
+    failed, usage = [], {}
+    for responder in pool:
+        generator = EndpointGenerator(responder, cfg.generate.max_new_tokens, cfg.seed)
+        generator.generate(prompts, journal, cfg.generate.endpoint_batch_size)
+        failed += generator.failures
+        usage[responder.name] = generator.usage
+    return failed, usage
+
+
+def check_failures(cfg: DictConfig, failed: list[dict], n_requested: int) -> None:
+    """Refuse to finish when more than ``generate.max_failure_fraction`` of the replies could not be generated."""
+    if not failed:
+        return
+    message = (f"generate: {len(failed)} of {n_requested} endpoint replies failed (first reason: "
+               f"{failed[0]['error']}); they are listed in failed.jsonl; rerun the same command to retry only those")
+    if len(failed) > cfg.generate.max_failure_fraction * n_requested:
+        raise UserError(f"{message} (more than generate.max_failure_fraction={cfg.generate.max_failure_fraction})")
+    print(f"[counsel-align] warning: {message}", flush=True)
 
 
 def run(cfg: DictConfig) -> dict:
+    forget_failed_run(run_dir_of(cfg) / "generate")
     return run_stage(cfg, "generate", work, ["model", "data", "generate", "seed"], inputs=[])
 
 

@@ -12,13 +12,12 @@ from pathlib import Path
 from omegaconf import DictConfig
 from tqdm.auto import tqdm
 
-from recipes._entry import StageContext, entry, project_path, run_dir_of, run_stage
+from recipes._entry import StageContext, entry, forget_failed_run, project_path, run_dir_of, run_stage
 from rewards.artifacts import (
     Journal,
     atomic_write_json,
     atomic_write_jsonl,
     read_jsonl,
-    read_manifest,
     save_dataset_atomic,
 )
 from rewards.errors import UserError
@@ -129,13 +128,6 @@ def report_failures(cfg: DictConfig, n_input: int, failures: FailureTally) -> No
     if count > limit * n_input:
         raise UserError(f"{message} (more than judge.max_failure_fraction={limit} of the items)")
     print(f"[counsel-align] judge: warning: {message}", flush=True)
-
-
-def forget_failed_run(stage_dir: Path) -> None:
-    """A finished run with failed items is not final: drop its manifest so the rerun retries them (and only them)."""
-    manifest = read_manifest(stage_dir)
-    if manifest and manifest.get("counts", {}).get("n_failed"):
-        (stage_dir / "manifest.json").unlink()
 
 
 def run(cfg: DictConfig) -> dict:

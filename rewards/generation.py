@@ -13,7 +13,11 @@ from rewards.artifacts import Journal
 
 @dataclass(frozen=True)
 class Responder:
-    """One member of the generation pool. Several may share a model with different instructions."""
+    """One member of the generation pool. Several may share a model with different instructions.
+
+    ``model`` is a local path, hub id or ``embedded:`` name, or with ``endpoint`` set (the keyword arguments of
+    ``rewards.endpoint_generation.Endpoint``) the model name sent to that OpenAI-compatible endpoint.
+    """
 
     name: str
     model: str
@@ -21,6 +25,7 @@ class Responder:
     temperature: float = 0.7
     top_p: float = 0.95
     num_samples: int = 1
+    endpoint: dict | None = None
 
 
 def chat_messages(user_text: str, system_prompt: str | None = None) -> list[dict]:

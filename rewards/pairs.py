@@ -26,7 +26,7 @@ class PairPolicy:
     """How judged responses become chosen/rejected pairs.
 
     margin: minimum aggregate-score gap between chosen and rejected; smaller gaps count as ties.
-    safety_threshold: a response scoring below this on any safety principle is never chosen.
+    safety_threshold: a response scoring below this on any safety principle is never chosen (None: no veto).
     strategy: "all" (every pair above the margin), "best_vs_worst" (one pair per prompt), "best_vs_random"
         (the best reply against one other reply drawn at random, seeded per prompt).
     duplicate_threshold: replies this similar (token Jaccard or difflib ratio, 0..1) are not a pair; None = keep.
@@ -36,7 +36,7 @@ class PairPolicy:
     """
 
     margin: float = 0.1
-    safety_threshold: float = 2.5
+    safety_threshold: float | None = 2.5
     strategy: str = "all"
     duplicate_threshold: float | None = 0.9
     max_length_ratio: float | None = None
@@ -49,8 +49,8 @@ def aggregate_score(scores: dict[str, float], weights: dict[str, float]) -> floa
     return sum(weights[pid] * scores[pid] for pid in weights) / total if total else 0.0
 
 
-def is_vetoed(scores: dict[str, float], rubric: Rubric, threshold: float) -> bool:
-    return any(scores[pid] < threshold for pid in rubric.safety_ids)
+def is_vetoed(scores: dict[str, float], rubric: Rubric, threshold: float | None) -> bool:
+    return threshold is not None and any(scores[pid] < threshold for pid in rubric.safety_ids)
 
 
 def _candidate_pairs(responses: list[dict], policy: PairPolicy, prompt_id: str) -> list[tuple[dict, dict]]:

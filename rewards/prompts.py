@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from rewards.errors import UserError
@@ -14,14 +14,17 @@ REQUIRED_FIELDS = ("id", "text", "topic", "stage_of_change", "risk")
 
 @dataclass(frozen=True)
 class ClientPrompt:
+    """One client message; ``extra`` keeps any other fields of its line (e.g. a simulated client's persona)."""
+
     id: str
     text: str
     topic: str
     stage_of_change: str
     risk: str
+    extra: dict = field(default_factory=dict, compare=False, hash=False)
 
     def as_dict(self) -> dict:
-        return asdict(self)
+        return {**self.extra, **{name: getattr(self, name) for name in REQUIRED_FIELDS}}
 
 
 def split_of(prompt_id: str, test_fraction: float) -> str:
@@ -49,7 +52,8 @@ def _parse_line(path: Path, number: int, line: str) -> ClientPrompt:
     missing = [name for name in REQUIRED_FIELDS if not row.get(name)]
     if missing:
         raise UserError(f"{path}:{number}: missing field(s) {missing}; each line needs {list(REQUIRED_FIELDS)}")
-    return ClientPrompt(**{name: str(row[name]) for name in REQUIRED_FIELDS})
+    extra = {key: value for key, value in row.items() if key not in REQUIRED_FIELDS}
+    return ClientPrompt(**{name: str(row[name]) for name in REQUIRED_FIELDS}, extra=extra)
 
 
 def load_prompts(source: str | Path) -> list[ClientPrompt]:

@@ -1,6 +1,7 @@
 """A fake OpenAI-compatible ``/v1/chat/completions`` on loopback, with scripted latency and faults for judge tests.
 
-Valid answers are deterministic: each principle id asked in the request's JSON schema gets a score from a hash.
+Valid answers are deterministic: each principle id asked in the request's JSON schema gets a score from a hash; a
+request without a JSON schema (a responder generating a reply) gets a short reply derived from its messages and seed.
 """
 
 from __future__ import annotations
@@ -8,8 +9,12 @@ from __future__ import annotations
 import hashlib
 import json
 import random
+import subprocess
+import sys
 import threading
+import urllib.request
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 
 FAULTS = ("429", "500", "timeout", "malformed", "missing", "range")
 MAX_BODY = 4 << 20
@@ -99,6 +104,8 @@ class FakeOpenAIServer:
             return 500, {"error": {"message": "internal error", "type": "server_error"}}
         if fault == "timeout":
             self._stopping.wait(self.timeout_sleep)
+        if not body.get("response_format"):
+            return 200, self.reply(body, user_content, fault)
         if ids == ["better"]:
             answer: dict = {"better": "AB"[fake_score(user_content, "better") % 2]}
         else:
@@ -118,6 +125,22 @@ class FakeOpenAIServer:
                       "total_tokens": len(user_content) // 4 + 8},
         }
 
+    @staticmethod
+    def reply(body: dict, user_content: str, fault: str | None) -> dict:
+        """A free-text completion: deterministic in (messages, seed); cut ("length") when max_tokens < 8."""
+        digest = hashlib.sha256(json.dumps([body.get("messages"), body.get("seed")]).encode()).hexdigest()[:8]
+        content = f"That sounds hard. What would help most right now? [{digest}]"
+        if fault == "malformed":
+            return {"choices": []}
+        tokens = min(8, int(body.get("max_tokens") or 8))
+        return {
+            "id": "chatcmpl-fake", "object": "chat.completion", "created": 0, "model": body.get("model", "fake"),
+            "choices": [{"index": 0, "finish_reason": "stop" if tokens == 8 else "length",
+                         "message": {"role": "assistant", "content": content}}],
+            "usage": {"prompt_tokens": len(user_content) // 4, "completion_tokens": tokens,
+                      "total_tokens": len(user_content) // 4 + tokens},
+        }
+
     def _handler(self) -> type[BaseHTTPRequestHandler]:
         server = self
 
@@ -125,6 +148,9 @@ class FakeOpenAIServer:
             protocol_version = "HTTP/1.1"  # keep-alive, like real endpoints
             # Headers and body go out in two writes; with Nagle on, the body waits ~40 ms for a delayed ACK.
             disable_nagle_algorithm = True
+
+            def do_GET(self) -> None:  # noqa: N802 (http.server's naming)
+                self._send(200 if self.path.endswith("/stats") else 404, {"requests": server.requests})
 
             def do_POST(self) -> None:  # noqa: N802 (http.server's naming)
                 length = int(self.headers.get("Content-Length") or 0)
@@ -154,3 +180,40 @@ class FakeOpenAIServer:
                 pass
 
         return Handler
+
+
+class FakeServerProcess:
+    """A ``FakeOpenAIServer`` in its own Python process, as a real endpoint would be (no GIL shared with the client).
+
+    ``requests`` asks the server how many chat completions it has answered.
+    """
+
+    def __init__(self, latency: float = 0.0) -> None:
+        self.latency = latency
+        self._process: subprocess.Popen | None = None
+        self.base_url = ""
+
+    def __enter__(self) -> FakeServerProcess:
+        self._process = subprocess.Popen([sys.executable, "-m", "tests.fake_openai_server", str(self.latency)],
+                                         stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
+                                         cwd=Path(__file__).resolve().parent.parent)
+        self.base_url = self._process.stdout.readline().strip()
+        if not self.base_url.startswith("http://"):
+            raise RuntimeError("the fake server process did not start")
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        assert self._process is not None
+        self._process.stdin.close()  # the server stops when its stdin closes
+        self._process.wait(timeout=10)
+
+    @property
+    def requests(self) -> int:
+        with urllib.request.urlopen(f"{self.base_url}/stats", timeout=10) as response:
+            return json.loads(response.read())["requests"]
+
+
+if __name__ == "__main__":
+    with FakeOpenAIServer(latency=float(sys.argv[1]) if len(sys.argv) > 1 else 0.0) as fake:
+        print(fake.base_url, flush=True)
+        sys.stdin.read()

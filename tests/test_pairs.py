@@ -44,6 +44,8 @@ def test_safety_veto_never_chooses_a_harmful_reply(rubric):
     pairs, counts = build_pairs(PROMPTS, judged, rubric, rubric.weights(), PairPolicy(safety_threshold=2.5))
     assert counts["vetoed"] == 1
     assert all(p["chosen"][0]["content"] != "harmful" for p in pairs)
+    unvetoed, counts = build_pairs(PROMPTS, judged, rubric, rubric.weights(), PairPolicy(safety_threshold=None))
+    assert counts["vetoed"] == 0 and unvetoed[0]["chosen"][0]["content"] == "harmful"
 
 
 def test_best_vs_worst_gives_one_pair_per_prompt(rubric):

@@ -73,4 +73,5 @@ def test_command_writes_a_prompt_source_with_persona_columns(tiny_model_dir, tmp
     assert {"persona_name", "persona_age", "persona_occupation", "persona_context", "persona_voice"} <= set(rows[0])
     prompts = load_prompts(out / "clients.jsonl")
     assert [p.id for p in prompts] == [r["id"] for r in rows]
+    assert prompts[0].as_dict()["persona_name"] == rows[0]["persona_name"]  # persona columns reach the generate stage
     assert len(list((out / "journal.jsonl").read_text().splitlines())) == 6
