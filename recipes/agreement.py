@@ -14,13 +14,15 @@ from recipes.judge import build_judge, pricing
 from rewards.agreement import agreement_report, length_verdict, pairwise_verdict, render_markdown, score_verdict
 from rewards.artifacts import Journal, atomic_write_json, atomic_write_jsonl, atomic_write_text
 from rewards.errors import UserError
-from rewards.evaluation import judged_comparison
+from rewards.evaluation import judged_comparisons
 from rewards.human_prefs import load_human_pairs, sample_pairs
 from rewards.judges import JudgeItem
 from rewards.judges.batching import FailureTally, judge_usage, score_batch
 from rewards.judges.cache import judgment_key
 from rewards.pairs import aggregate_score
 from rewards.rubric import Rubric, load_rubric
+
+COMPARE_BATCH = 32  # pairs judged (in both orders) per journaled batch; a remote judge asks them concurrently
 
 
 def human_pairs(cfg: DictConfig) -> list[dict]:
@@ -80,12 +82,14 @@ def pointwise_rows(pairs: list[dict], journal: Journal, rubric: Rubric, weights:
 def compare_pairs(judge, pairs: list[dict], journal: Journal, max_chars: int | None, band: float) -> list[dict]:
     """Pairwise: each pair asked in both orders (the chosen reply first as A, then as B)."""
     done = journal.done()
-    for index, pair in enumerate(p for p in pairs if p["pair_id"] not in done):
-        outcome = judged_comparison(judge, _cut(pair["prompt"], max_chars), _cut(pair["chosen"], max_chars),
-                                    _cut(pair["rejected"], max_chars))
-        journal.append_many([{"key": pair["pair_id"], "as_a": outcome.p_first_as_a, "as_b": outcome.p_first_as_b}])
-        if index % 10 == 9:
-            print(f"[counsel-align] agreement: compared {index + 1} pairs", flush=True)
+    todo = [p for p in pairs if p["pair_id"] not in done]
+    for start in range(0, len(todo), COMPARE_BATCH):
+        batch = todo[start:start + COMPARE_BATCH]
+        outcomes = judged_comparisons(judge, [(_cut(p["prompt"], max_chars), _cut(p["chosen"], max_chars),
+                                               _cut(p["rejected"], max_chars)) for p in batch])
+        journal.append_many({"key": pair["pair_id"], "as_a": outcome.p_first_as_a, "as_b": outcome.p_first_as_b}
+                            for pair, outcome in zip(batch, outcomes, strict=True))
+        print(f"[counsel-align] agreement: compared {start + len(batch)} of {len(todo)} pairs", flush=True)
     done = journal.done()
     return [_row(pair, pairwise_verdict(done[pair["pair_id"]]["as_a"], done[pair["pair_id"]]["as_b"], band), None)
             for pair in pairs]

@@ -15,7 +15,7 @@ from recipes._entry import project_path
 from recipes.judge import build_judge
 from rewards.artifacts import atomic_write_json, atomic_write_jsonl, sha256_tree
 from rewards.errors import UserError
-from rewards.evaluation import judged_comparison, principle_means
+from rewards.evaluation import judged_comparisons, principle_means
 from rewards.generation import batched, chat_messages, generate_texts, render_prompts
 from rewards.judges import JudgeItem
 from rewards.model_card import CARD_JSON, read_card, weights_kind
@@ -101,24 +101,26 @@ def assess(cfg: DictConfig, out_dir: Path, prompts: list[dict], checkpoint: Path
 
     rubric = load_rubric(project_path(cfg.principles.path))
     judge = build_judge(cfg, rubric)
-    rows, verdicts = [], []
-    for index, prompt in enumerate(prompts):
-        dpo_reply, ref_reply = replies["dpo"][index], reference[index]
-        outcome = judged_comparison(judge, prompt["text"], dpo_reply, ref_reply)
-        verdicts.append(outcome.verdict(ev.tie_band))
-        base_scores = judge.score([JudgeItem(prompt["text"], replies["base"][index])])[0]
+    outcomes = judged_comparisons(judge, [(p["text"], dpo, ref)
+                                          for p, dpo, ref in zip(prompts, replies["dpo"], reference, strict=True)])
+    principles = {name: judge.score([JudgeItem(p["text"], reply) for p, reply in zip(prompts, got, strict=True)])
+                  for name, got in (("base", replies["base"]), ("dpo", replies["dpo"]))}
+    principles["reference"] = principles["base"] if reference_name == "base" else judge.score(
+        [JudgeItem(p["text"], reply) for p, reply in zip(prompts, reference, strict=True)])
+    verdicts = [outcome.verdict(ev.tie_band) for outcome in outcomes]
+    rows = []
+    for index, (prompt, outcome) in enumerate(zip(prompts, outcomes, strict=True)):
         rows.append({
             "prompt_id": prompt["id"], "topic": prompt.get("topic"), "prompt": prompt["text"],
-            "base": replies["base"][index], "dpo": dpo_reply, "reference": ref_reply,
+            "base": replies["base"][index], "dpo": replies["dpo"][index], "reference": reference[index],
             "base_reward": rewards["base"][index] if rewards else None,
             "dpo_reward": rewards["dpo"][index] if rewards else None,
-            "base_principles": base_scores,
-            "dpo_principles": judge.score([JudgeItem(prompt["text"], dpo_reply)])[0],
-            "reference_principles": (base_scores if reference_name == "base"
-                                     else judge.score([JudgeItem(prompt["text"], ref_reply)])[0]),
+            "base_principles": principles["base"][index],
+            "dpo_principles": principles["dpo"][index],
+            "reference_principles": principles["reference"][index],
             "p_dpo_better_as_a": round(outcome.p_first_as_a, 4),
             "p_dpo_better_as_b": round(outcome.p_first_as_b, 4),
-            "verdict": verdicts[-1],
+            "verdict": verdicts[index],
         })
     atomic_write_jsonl(out_dir / "eval.jsonl", rows)
 

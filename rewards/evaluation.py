@@ -24,9 +24,16 @@ class PairwiseOutcome:
 
 def judged_comparison(judge, client: str, candidate: str, reference: str) -> PairwiseOutcome:
     """Ask the judge in both orders to cancel position bias."""
-    as_a = judge.compare(client, candidate, reference)
-    as_b = 1.0 - judge.compare(client, reference, candidate)
-    return PairwiseOutcome(as_a, as_b)
+    return judged_comparisons(judge, [(client, candidate, reference)])[0]
+
+
+def judged_comparisons(judge, comparisons: list[tuple[str, str, str]]) -> list[PairwiseOutcome]:
+    """Each (client, candidate, reference) in both orders; all at once for judges with ``compare_many`` (remote)."""
+    asks = [(c, cand, ref) for c, cand, ref in comparisons] + [(c, ref, cand) for c, cand, ref in comparisons]
+    compare_many = getattr(judge, "compare_many", None)
+    answers = compare_many(asks) if compare_many else [judge.compare(*ask) for ask in asks]
+    n = len(comparisons)
+    return [PairwiseOutcome(answers[i], 1.0 - answers[n + i]) for i in range(n)]
 
 
 def win_rate(verdicts: list[str]) -> dict:

@@ -112,6 +112,19 @@ def test_compare_is_cached_and_half_on_failure(rubric, tmp_path):
         assert judge.stats["failures"] == 1
 
 
+def test_compare_many_equals_one_by_one_and_both_orders_are_asked(rubric):
+    from rewards.evaluation import judged_comparison, judged_comparisons
+
+    comparisons = [(f"client {i}", f"reply a{i}", f"reply b{i}") for i in range(12)]
+    with FakeOpenAIServer(latency=0.01) as server:
+        judge = make_judge(rubric, server)
+        together = judged_comparisons(judge, comparisons)
+        assert server.requests == 2 * len(comparisons)
+        one_by_one = [judged_comparison(judge, *ask) for ask in comparisons]
+    assert together == one_by_one
+    assert len(set(together)) > 1  # the fake's answers differ by request, so order mix-ups would show
+
+
 def test_api_key_never_leaks(rubric, tmp_path, caplog, capsys):
     caplog.set_level(logging.DEBUG)
     cache = JudgmentCache(tmp_path / "judge.sqlite")

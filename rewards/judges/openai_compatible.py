@@ -315,6 +315,19 @@ class OpenAICompatibleJudge:
                     raise InvalidAnswer(_one_line(exc)) from None
         raise AssertionError("unreachable")  # AsyncRetrying either returns or reraises
 
+    async def _answer(self, session: _Session, messages: list[dict], response_format: dict, parse,
+                      usage: dict) -> tuple[Any, str | None]:
+        """``(answer, None)``, or ``(None, reason)`` once retries are spent; raises UserError if unreachable."""
+        try:
+            return await self._ask(session, messages, response_format, parse, usage), None
+        except Exception as exc:
+            if _is_unreachable(exc):
+                raise self._unreachable(exc) from None
+            if not (_is_retryable(exc) or isinstance(exc, openai.APIStatusError)):
+                raise
+            self.stats["failures"] += 1
+            return None, _describe_failure(exc)
+
     def _unreachable(self, exc: BaseException) -> UserError:
         cause = exc.__cause__ or exc
         return UserError(f"judge.base_url {self.base_url} unreachable: {_one_line(cause) or type(cause).__name__}; "
@@ -326,17 +339,10 @@ class OpenAICompatibleJudge:
         validator = _scores_model(tuple(ids))
         messages = json_score_messages(self._system_prompt, item, missing)
         result = ScoreResult()
-        try:
-            answer = await self._ask(session, messages, scores_schema(ids),
-                                     lambda data: validator.model_validate(data).model_dump(by_alias=True),
-                                     result.usage)
-        except Exception as exc:
-            if _is_unreachable(exc):
-                raise self._unreachable(exc) from None
-            if not (_is_retryable(exc) or isinstance(exc, openai.APIStatusError)):
-                raise
-            self.stats["failures"] += 1
-            result.error = _describe_failure(exc)
+        answer, result.error = await self._answer(
+            session, messages, scores_schema(ids),
+            lambda data: validator.model_validate(data).model_dump(by_alias=True), result.usage)
+        if result.error is not None:
             return result
         if self.cache is not None:
             keys = self._principle_keys(item)
@@ -389,24 +395,34 @@ class OpenAICompatibleJudge:
 
     # -- pairwise -------------------------------------------------------------------------------
     async def compare_async(self, client: str, first: str, second: str) -> float:
+        async with self._session() as session:
+            return await self._compare_in(session, client, first, second)
+
+    async def compare_many_async(self, comparisons: list[tuple[str, str, str]]) -> list[float]:
+        async with self._session() as session:
+            try:
+                async with asyncio.TaskGroup() as group:
+                    tasks = [group.create_task(self._compare_in(session, *ask)) for ask in comparisons]
+            except ExceptionGroup as failures:
+                raise failures.exceptions[0] from None
+        return [task.result() for task in tasks]
+
+    def compare_many(self, comparisons: list[tuple[str, str, str]]) -> list[float]:
+        """``compare`` for many (client, first, second) at once, concurrently under the same cap."""
+        return asyncio.run(self.compare_many_async(comparisons))
+
+    async def _compare_in(self, session: _Session, client: str, first: str, second: str) -> float:
         key = self.pairwise_key(client, first, second)
         if self.cache is not None and (hit := self.cache.get(key)) is not None:
             self.stats["cache_hits"] += 1
             return 1.0 if json.loads(hit) == "A" else 0.0
         self.stats["cache_misses"] += 1
         messages = json_pairwise_messages(self.rubric, client, first, second)
-        async with self._session() as session:
-            try:
-                better = await self._ask(session, messages, PAIRWISE_SCHEMA,
-                                         lambda data: _Choice.model_validate(data).better,
-                                         {"prompt_tokens": 0, "completion_tokens": 0})
-            except Exception as exc:
-                if _is_unreachable(exc):
-                    raise self._unreachable(exc) from None
-                if not (_is_retryable(exc) or isinstance(exc, openai.APIStatusError)):
-                    raise
-                self.stats["failures"] += 1
-                return 0.5
+        better, error = await self._answer(session, messages, PAIRWISE_SCHEMA,
+                                           lambda data: _Choice.model_validate(data).better,
+                                           {"prompt_tokens": 0, "completion_tokens": 0})
+        if error is not None:
+            return 0.5
         if self.cache is not None:
             self.cache.put(key, json.dumps(better))
         return 1.0 if better == "A" else 0.0
