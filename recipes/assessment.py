@@ -10,6 +10,7 @@ import statistics
 from pathlib import Path
 
 from omegaconf import DictConfig, OmegaConf
+from tqdm.auto import tqdm
 
 from recipes._entry import project_path
 from recipes.judge import build_judge
@@ -37,6 +38,7 @@ class PolicyPair:
         tokenizer_source = str(checkpoint) if (Path(checkpoint) / "tokenizer_config.json").exists() else base_name
         self.tokenizer = load_tokenizer(tokenizer_source, cfg.model.trust_remote_code)
         base = load_causal_lm(base_name, cfg.model.dtype, cfg.device, cfg.model.trust_remote_code)
+        self._merged = False
         if weights_kind(checkpoint) == "lora_adapter":
             from peft import PeftModel
 
@@ -45,21 +47,29 @@ class PolicyPair:
             self.model = load_causal_lm(str(checkpoint), cfg.model.dtype, cfg.device, cfg.model.trust_remote_code)
             self.base = base
 
-    def _generate(self, model, texts: list[str]) -> list[str]:
+    def _generate(self, model, texts: list[str], name: str) -> list[str]:
         replies: list[str] = []
-        for batch in batched(texts, self.cfg.evaluate.batch_size):
-            rendered = render_prompts(self.tokenizer, [chat_messages(t) for t in batch])
-            replies += [o[0]["text"] for o in generate_texts(model, self.tokenizer, rendered,
-                                                             self.cfg.evaluate.max_new_tokens)]
+        with tqdm(total=len(texts), desc=f"evaluate[{name}]", unit="reply") as bar:
+            for batch in batched(texts, self.cfg.evaluate.batch_size):
+                rendered = render_prompts(self.tokenizer, [chat_messages(t) for t in batch])
+                replies += [o[0]["text"] for o in generate_texts(model, self.tokenizer, rendered,
+                                                                 self.cfg.evaluate.max_new_tokens)]
+                bar.update(len(batch))
         return replies
 
-    def replies(self, texts: list[str], trained: bool = True) -> list[str]:
-        if trained:
-            return self._generate(self.model, texts)
+    def base_replies(self, texts: list[str]) -> list[str]:
         if self.base is not None:
-            return self._generate(self.base, texts)
+            return self._generate(self.base, texts, "base")
+        if self._merged:
+            raise RuntimeError("base replies are gone once the adapter is merged; ask for them first")
         with self.model.disable_adapter():
-            return self._generate(self.model, texts)
+            return self._generate(self.model, texts, "base")
+
+    def trained_replies(self, texts: list[str]) -> list[str]:
+        """The trained policy's replies; a LoRA adapter is merged first (same function, a faster forward)."""
+        if self.base is None and not self._merged:
+            self.model, self._merged = self.model.merge_and_unload(), True
+        return self._generate(self.model, texts, "trained")
 
 
 def reference_replies(cfg: DictConfig, prompts: list[dict], base_replies: list[str]) -> tuple[str, list[str]]:
@@ -71,7 +81,7 @@ def reference_replies(cfg: DictConfig, prompts: list[dict], base_replies: list[s
     if path.is_file():
         return str(path), match_references(load_reference_responses(path), prompts, str(path))
     if path.is_dir():
-        return str(path), PolicyPair(cfg, path).replies([p["text"] for p in prompts])
+        return str(path), PolicyPair(cfg, path).trained_replies([p["text"] for p in prompts])
     raise UserError(f"evaluate.reference: {reference!r} is neither 'base', a checkpoint folder nor a JSONL file")
 
 
@@ -90,11 +100,12 @@ def assess(cfg: DictConfig, out_dir: Path, prompts: list[dict], checkpoint: Path
     redflag_dir = project_path(ev.redflags)
     scenarios = select_scenarios(load_redflags(redflag_dir), ev.redflag_limit)
     policy = PolicyPair(cfg, checkpoint)
-    texts = [p["text"] for p in prompts]
-    replies = {"base": policy.replies(texts, trained=False), "dpo": policy.replies(texts)}
-    messages = [s.message for s in scenarios]
-    flagged = {"base": policy.replies(messages, trained=False), "trained": policy.replies(messages)}
+    texts, messages = [p["text"] for p in prompts], [s.message for s in scenarios]
+    base_all, trained_all = policy.base_replies(texts + messages), policy.trained_replies(texts + messages)
     del policy
+    n = len(texts)
+    replies = {"base": base_all[:n], "dpo": trained_all[:n]}
+    flagged = {"base": base_all[n:], "trained": trained_all[n:]}
     reference_name, reference = reference_replies(cfg, prompts, replies["base"])
     rewards = ({name: scorer.score([[{"role": "user", "content": t}] for t in texts], got)
                 for name, got in replies.items()} if scorer is not None else None)
