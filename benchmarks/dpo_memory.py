@@ -127,7 +127,7 @@ def main(argv: list[str] | None = None) -> dict:
         child(args.child, Path(args.model), args.pairs, args.tokens)
         return {}
     if args.quick:
-        args.tokens = min(args.tokens, 128)
+        args.tokens = min(args.tokens, 64)
     with tempfile.TemporaryDirectory() as folder:
         model_dir = model_folder(Path(folder))
         runs = measure_both(model_dir, args.pairs, args.tokens)

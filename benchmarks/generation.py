@@ -48,9 +48,9 @@ def our_tokens_per_second(model, tokenizer, prompts: list[dict], responder, batc
 
 def main(argv: list[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--quick", action="store_true", help="8 prompts, 24 new tokens, 2 rounds")
+    parser.add_argument("--quick", action="store_true", help="8 prompts, 24 new tokens, 1 round")
     args = parser.parse_args(argv)
-    n_prompts, max_new_tokens, rounds = (8, 24, 2) if args.quick else (32, 96, 3)
+    n_prompts, max_new_tokens, rounds = (8, 24, 1) if args.quick else (16, 64, 2)
     cfg = compose_config([f"data.max_train_prompts={n_prompts}"])
     prompts = [p for p in selected_prompts(cfg) if p["split"] == "train"][:n_prompts]
     responder = responders(cfg)[0]
