@@ -20,13 +20,7 @@ from tqdm.auto import tqdm
 from rewards.artifacts import Journal
 from rewards.errors import UserError
 from rewards.generation import Responder, batched, chat_messages, hash_int
-from rewards.judges.openai_compatible import (
-    InvalidAnswer,
-    _describe_failure,
-    _is_retryable,
-    _is_unreachable,
-    _one_line,
-)
+from rewards.judges.openai_compatible import InvalidAnswer, _one_line, is_retryable, settle
 
 
 @dataclass(frozen=True)
@@ -115,24 +109,19 @@ class EndpointGenerator:
                   "source_model": self.responder.model}
         seed = self.seed + hash_int(record["key"]) % 100_003
         body = generation_body(self.responder, prompt["text"], self.max_new_tokens, seed)
-        try:
-            async with gate:
-                completion = await self._ask(client, body)
-        except Exception as exc:
-            if _is_unreachable(exc):
-                raise UserError(f"generate.pool[{self.responder.name}].endpoint.base_url {self.endpoint.base_url} "
-                                f"unreachable: {_one_line(exc.__cause__ or exc)}; check that the server is running "
-                                "and the URL is right") from None
-            if not (_is_retryable(exc) or isinstance(exc, openai.APIStatusError)):
-                raise
-            return {**record, "error": _describe_failure(exc)}
-        return {**record, **completion}
+        async with gate:
+            completion, error = await settle(self._ask(client, body), self._unreachable)
+        return {**record, "error": error} if error is not None else {**record, **completion}
+
+    def _unreachable(self, reason: str) -> UserError:
+        return UserError(f"generate.pool[{self.responder.name}].endpoint.base_url {self.endpoint.base_url} "
+                         f"unreachable: {reason}; check that the server is running and the URL is right")
 
     async def _ask(self, client: openai.AsyncOpenAI, body: dict) -> dict:
         retrying = AsyncRetrying(
             stop=stop_after_attempt(self.endpoint.max_retries + 1),
             wait=wait_random_exponential(multiplier=self.endpoint.retry_wait, max=self.endpoint.retry_wait * 32),
-            retry=retry_if_exception(_is_retryable), before_sleep=self._count_retry, reraise=True)
+            retry=retry_if_exception(is_retryable), before_sleep=self._count_retry, reraise=True)
         async for attempt in retrying:
             with attempt:
                 self.usage["requests"] += 1

@@ -9,7 +9,7 @@ from pathlib import Path
 import torch
 
 from rewards.errors import UserError
-from rewards.models import resolve_model_path, torch_dtype
+from rewards.policy import load_policy_model
 from rewards.training import build_lora_config, training_arguments
 
 # Options of ours passed to GRPOConfig / RLOOConfig when set (each YAML sets only what its trainer supports).
@@ -45,8 +45,6 @@ def build_online_trainer(method: str, model_path: str, tokenizer, train_dataset,
                          train_cfg: dict, output_dir: str | Path, report_to: list[str], seed: int = 0,
                          callbacks=None):
     """A GRPOTrainer or RLOOTrainer; with LoRA the KL reference (``beta`` > 0) is the base with the adapter off."""
-    from transformers import AutoModelForCausalLM
-
     if method not in METHODS:
         raise UserError(f"train.method: {method!r} is not one of {list(METHODS)}")
     if method == "grpo":
@@ -60,8 +58,7 @@ def build_online_trainer(method: str, model_path: str, tokenizer, train_dataset,
     if extra["use_vllm"] and not extra.get("vllm_mode"):
         extra["vllm_mode"] = "colocate"  # one process shares the GPU between training and generation
     args = training_arguments(Config, train_cfg, output_dir, report_to, seed, extra=extra)
-    model = AutoModelForCausalLM.from_pretrained(
-        resolve_model_path(model_path), dtype=torch_dtype(train_cfg.get("dtype")), use_safetensors=True)
+    model = load_policy_model(model_path, train_cfg)
     if model.generation_config.pad_token_id is None:
         model.generation_config.pad_token_id = tokenizer.pad_token_id
     return Trainer(

@@ -17,7 +17,14 @@ import torch
 
 from rewards.errors import UserError
 from rewards.reward_model import RewardScorer, pairwise_accuracy
-from rewards.rm_data import PAIR_COLUMNS, PairReport, encode_conversation, require_columns, response_text
+from rewards.rm_data import (
+    PAIR_COLUMNS,
+    PairReport,
+    encode_conversation,
+    nonempty_replies,
+    require_columns,
+    response_text,
+)
 
 
 def clean_pairs(rows: Sequence[dict], tokenizer, max_length: int, source: str) -> tuple[list[dict], PairReport]:
@@ -27,11 +34,9 @@ def clean_pairs(rows: Sequence[dict], tokenizer, max_length: int, source: str) -
         require_columns(rows[0].keys(), PAIR_COLUMNS, source)
     report, kept = PairReport(total=len(rows)), []
     for row in rows:
-        chosen, rejected = response_text(row["chosen"]), response_text(row["rejected"])
-        if not chosen.strip() or not rejected.strip():
-            report.dropped["empty response"] += 1
+        if (replies := nonempty_replies(row, report)) is None:
             continue
-        longest = max(len(encode_conversation(tokenizer, row["prompt"], text)) for text in (chosen, rejected))
+        longest = max(len(encode_conversation(tokenizer, row["prompt"], text)) for text in replies)
         report.truncated += longest > max_length
         kept.append(row)
     report.kept = len(kept)

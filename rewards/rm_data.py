@@ -34,6 +34,15 @@ class PairReport:
         return f"{self.kept}/{self.total} pairs kept, {self.truncated} truncated, dropped: {reasons}"
 
 
+def nonempty_replies(row: dict, report: PairReport) -> tuple[str, str] | None:
+    """The chosen and rejected reply texts of a pair, or None (counted in ``report``) when either is empty."""
+    chosen, rejected = response_text(row["chosen"]), response_text(row["rejected"])
+    if not chosen.strip() or not rejected.strip():
+        report.dropped["empty response"] += 1
+        return None
+    return chosen, rejected
+
+
 def require_columns(column_names: Iterable[str], required: Sequence[str], source: str) -> None:
     """A one-line error naming the missing columns of a pair dataset."""
     missing = [c for c in required if c not in set(column_names)]
@@ -85,10 +94,9 @@ def tokenize_pairs(rows: Iterable[dict], tokenizer, max_length: int, overflow: s
         require_columns(rows[0].keys(), required, source)
     report, encoded = PairReport(total=len(rows)), []
     for row in rows:
-        chosen, rejected = response_text(row["chosen"]), response_text(row["rejected"])
-        if not chosen.strip() or not rejected.strip():
-            report.dropped["empty response"] += 1
+        if (replies := nonempty_replies(row, report)) is None:
             continue
+        chosen, rejected = replies
         chosen_ids = encode_conversation(tokenizer, row["prompt"], chosen)
         rejected_ids = encode_conversation(tokenizer, row["prompt"], rejected)
         if max(len(chosen_ids), len(rejected_ids)) > max_length:

@@ -12,8 +12,9 @@ import hashlib
 import json
 import math
 import os
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import Annotated, Any
+from typing import Annotated, Any, TypeVar
 
 import httpx
 import openai
@@ -42,6 +43,7 @@ MAX_REASON = 300
 CONNECTIONS_PER_POOL = 8
 
 Score = Annotated[int, Field(strict=True, ge=1, le=5)]
+T = TypeVar("T")
 
 
 class InvalidAnswer(Exception):
@@ -83,7 +85,8 @@ def _one_line(text: object) -> str:
     return " ".join(str(text).split())[:MAX_REASON]
 
 
-def _is_retryable(exc: BaseException) -> bool:
+def is_retryable(exc: BaseException) -> bool:
+    """429, 5xx, timeouts, connection errors and invalid answers: worth asking again."""
     if isinstance(exc, InvalidAnswer | openai.APIConnectionError | openai.RateLimitError):
         return True
     return isinstance(exc, openai.APIStatusError) and exc.status_code >= 500
@@ -91,6 +94,20 @@ def _is_retryable(exc: BaseException) -> bool:
 
 def _is_unreachable(exc: BaseException) -> bool:
     return isinstance(exc, openai.APIConnectionError) and not isinstance(exc, openai.APITimeoutError)
+
+
+async def settle(request: Awaitable[T], unreachable: Callable[[str], UserError]) -> tuple[T | None, str | None]:
+    """``(answer, None)``, or ``(None, reason)`` when retries are spent; ``unreachable(reason)`` is raised when the
+    endpoint cannot be reached at all. Anything else (a bug) propagates."""
+    try:
+        return await request, None
+    except Exception as exc:
+        if _is_unreachable(exc):
+            cause = exc.__cause__ or exc
+            raise unreachable(_one_line(cause) or type(cause).__name__) from None
+        if not (is_retryable(exc) or isinstance(exc, openai.APIStatusError)):
+            raise
+        return None, _describe_failure(exc)
 
 
 def _describe_failure(exc: BaseException) -> str:
@@ -281,7 +298,7 @@ class OpenAICompatibleJudge:
         retrying = AsyncRetrying(
             stop=stop_after_attempt(self.max_retries + 1),
             wait=wait_random_exponential(multiplier=self.retry_wait, max=self.retry_wait * 32),
-            retry=retry_if_exception(_is_retryable),
+            retry=retry_if_exception(is_retryable),
             before_sleep=self._count_retry,
             reraise=True,
         )
@@ -318,19 +335,13 @@ class OpenAICompatibleJudge:
     async def _answer(self, session: _Session, messages: list[dict], response_format: dict, parse,
                       usage: dict) -> tuple[Any, str | None]:
         """``(answer, None)``, or ``(None, reason)`` once retries are spent; raises UserError if unreachable."""
-        try:
-            return await self._ask(session, messages, response_format, parse, usage), None
-        except Exception as exc:
-            if _is_unreachable(exc):
-                raise self._unreachable(exc) from None
-            if not (_is_retryable(exc) or isinstance(exc, openai.APIStatusError)):
-                raise
+        answer, error = await settle(self._ask(session, messages, response_format, parse, usage), self._unreachable)
+        if error is not None:
             self.stats["failures"] += 1
-            return None, _describe_failure(exc)
+        return answer, error
 
-    def _unreachable(self, exc: BaseException) -> UserError:
-        cause = exc.__cause__ or exc
-        return UserError(f"judge.base_url {self.base_url} unreachable: {_one_line(cause) or type(cause).__name__}; "
+    def _unreachable(self, reason: str) -> UserError:
+        return UserError(f"judge.base_url {self.base_url} unreachable: {reason}; "
                          "check that the server is running and the URL is right")
 
     async def _score_missing(self, session: _Session, item: JudgeItem, known: PrincipleScores,
