@@ -38,6 +38,8 @@ def work(ctx: StageContext) -> dict:
     atomic_write_jsonl(ctx.dir / "prompts.jsonl", prompts)
     journal = Journal(ctx.dir / "journal.jsonl")
     pool = responders(cfg)
+    # Built first, so that a missing API key stops the stage before any local generation.
+    remote = [EndpointGenerator(r, cfg.generate.max_new_tokens, cfg.seed) for r in pool if r.endpoint is not None]
     local = [r for r in pool if r.endpoint is None]
     for model_name in dict.fromkeys(r.model for r in local):
         tokenizer = load_tokenizer(model_name, cfg.model.trust_remote_code)
@@ -46,10 +48,9 @@ def work(ctx: StageContext) -> dict:
             generate_candidates(model, tokenizer, prompts, responder, journal,
                                 cfg.generate.batch_size, cfg.generate.max_new_tokens, cfg.seed)
         del model
-    remote = [r for r in pool if r.endpoint is not None]
     failed, usage = generate_with_endpoints(cfg, remote, prompts, journal)
     atomic_write_jsonl(ctx.dir / "failed.jsonl", failed)
-    check_failures(cfg, failed, len(prompts) * sum(r.num_samples for r in remote))
+    check_failures(cfg, failed, len(prompts) * sum(g.responder.num_samples for g in remote))
     by_key = journal.done()
     candidates = sorted(by_key.values(), key=lambda r: r["key"])
     atomic_write_jsonl(ctx.dir / "candidates.jsonl", candidates)
@@ -67,15 +68,14 @@ def work(ctx: StageContext) -> dict:
     }, "metrics": {"endpoint_usage": usage}}
 
 
-def generate_with_endpoints(cfg: DictConfig, pool: list[Responder], prompts: list[dict],
+def generate_with_endpoints(cfg: DictConfig, generators: list[EndpointGenerator], prompts: list[dict],
                             journal: Journal) -> tuple[list[dict], dict]:
     """Replies of the endpoint responders; returns the failed requests and the usage per responder."""
     failed, usage = [], {}
-    for responder in pool:
-        generator = EndpointGenerator(responder, cfg.generate.max_new_tokens, cfg.seed)
+    for generator in generators:
         generator.generate(prompts, journal, cfg.generate.endpoint_batch_size)
         failed += generator.failures
-        usage[responder.name] = generator.usage
+        usage[generator.responder.name] = generator.usage
     return failed, usage
 
 

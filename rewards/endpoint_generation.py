@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import os
-from collections.abc import Callable
 from dataclasses import dataclass
 
 import httpx
@@ -75,8 +74,7 @@ class EndpointGenerator:
     def key(self, prompt: dict, index: int) -> str:
         return f"{prompt['id']}|{self.responder.name}|{index}"
 
-    def generate(self, prompts: list[dict], journal: Journal, batch_size: int,
-                 on_batch: Callable[[int], None] | None = None) -> None:
+    def generate(self, prompts: list[dict], journal: Journal, batch_size: int) -> None:
         """Every missing sample of every prompt, journaled batch by batch."""
         done = journal.done()
         todo = [(prompt, index) for prompt in prompts for index in range(self.responder.num_samples)
@@ -87,8 +85,6 @@ class EndpointGenerator:
                 journal.append_many(r for r in records if "error" not in r)
                 self.failures += [r for r in records if "error" in r]
                 bar.update(len(batch))
-                if on_batch:
-                    on_batch(len(batch))
 
     async def _generate_batch(self, batch: list[tuple[dict, int]]) -> list[dict]:
         limits = httpx.Limits(max_connections=self.endpoint.concurrency,

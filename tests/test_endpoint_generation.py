@@ -95,11 +95,14 @@ def test_tolerated_failures_finish_and_the_next_run_retries_them(tmp_path, capsy
     assert counts["n_failed"] == 0 and counts["n_candidates"] == 8
 
 
-def test_unreachable_endpoint_and_missing_key_are_one_line_errors(tmp_path, monkeypatch, capsys):
+def test_unreachable_endpoint_and_missing_key_are_one_line_errors(tmp_path, tiny_model_dir, monkeypatch, capsys):
     assert generate_stage.main(overrides(tmp_path, endpoint_responder("http://127.0.0.1:9/v1"))) == 2
     lines = error_lines(capsys.readouterr().err)
     assert len(lines) == 1 and "endpoint.base_url http://127.0.0.1:9/v1 unreachable" in lines[0]
     monkeypatch.delenv(KEY_ENV)
-    assert generate_stage.main(overrides(tmp_path, endpoint_responder("http://127.0.0.1:9/v1"))) == 2
+    local = f"{{name:local,model:'{tiny_model_dir}',num_samples:1}}"
+    root = tmp_path / "no-key"
+    assert generate_stage.main(overrides(root, f"{local},{endpoint_responder('http://127.0.0.1:9/v1')}")) == 2
     lines = error_lines(capsys.readouterr().err)
     assert len(lines) == 1 and f"environment variable {KEY_ENV} is not set" in lines[0]
+    assert not (root / "r" / "generate" / "journal.jsonl").exists()  # refused before the local model generated
