@@ -19,20 +19,43 @@ from tests.test_resume_guard import write_pairs
 pytestmark = pytest.mark.multiprocess
 
 
+# DeepSpeed's CPU backend JIT-compiles a shared-memory op (deepspeed_shm_comm) at init_distributed. torch guards
+# that build with a `lock` file and waits forever while the file exists, so a build killed once leaves every later
+# launch hanging. The tests therefore build it in a folder of their own session, once, before any launch.
+SHM_OP_BUILD = ("from deepspeed.accelerator import get_accelerator; "
+                "get_accelerator().create_op_builder('ShareMemCommBuilder').load()")
+
+
+@pytest.fixture(scope="session")
+def deepspeed_env(tmp_path_factory) -> dict[str, str]:
+    env = {**os.environ, "WANDB_MODE": "disabled", "DS_ACCELERATOR": "cpu", "OMP_NUM_THREADS": "1",
+           "TOKENIZERS_PARALLELISM": "false", "PYTHONPATH": str(PROJECT_ROOT),
+           "TORCH_EXTENSIONS_DIR": str(tmp_path_factory.mktemp("torch_extensions"))}
+    try:
+        built = subprocess.run([sys.executable, "-c", SHM_OP_BUILD], env=env, capture_output=True, text=True,
+                               timeout=600)
+    except subprocess.TimeoutExpired:
+        pytest.fail(f"building DeepSpeed's shm op in {env['TORCH_EXTENSIONS_DIR']} took over 600 s")
+    assert built.returncode == 0, (built.stdout + built.stderr)[-4000:]
+    return env
+
+
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return sock.getsockname()[1]
 
 
-def launch(zero: str, target: list[str], overrides: list[str], timeout: int = 600) -> None:
+def launch(env: dict[str, str], zero: str, target: list[str], overrides: list[str], timeout: int = 300) -> None:
     """`accelerate launch --num_processes 2` with configs/accelerate/<zero>.yaml; fails with the output's tail."""
-    env = {**os.environ, "WANDB_MODE": "disabled", "DS_ACCELERATOR": "cpu", "OMP_NUM_THREADS": "1",
-           "TOKENIZERS_PARALLELISM": "false", "PYTHONPATH": str(PROJECT_ROOT)}
     command = [sys.executable, "-m", "accelerate.commands.launch", "--config_file",
                str(PROJECT_ROOT / "configs" / "accelerate" / f"{zero}.yaml"), "--num_processes", "2",
                "--main_process_port", str(free_port()), *target, *overrides]
-    done = subprocess.run(command, cwd=PROJECT_ROOT, env=env, capture_output=True, text=True, timeout=timeout)
+    try:
+        done = subprocess.run(command, cwd=PROJECT_ROOT, env=env, capture_output=True, text=True, timeout=timeout)
+    except subprocess.TimeoutExpired as stuck:
+        output = (stuck.stdout or b"").decode() + (stuck.stderr or b"").decode()
+        pytest.fail(f"accelerate launch ran over {timeout} s; its output's tail:\n{output[-4000:]}")
     assert done.returncode == 0, (done.stdout + done.stderr)[-4000:]
 
 
@@ -52,10 +75,10 @@ def assert_deepspeed_checkpoint(stage_dir: Path) -> None:
     assert (checkpoint / "scheduler.pt").exists() and (checkpoint / "trainer_state.json").exists()
 
 
-def test_zero2_dpo_lora(tiny_model_dir, tmp_path):
+def test_zero2_dpo_lora(deepspeed_env, tiny_model_dir, tmp_path):
     overrides = [*train_overrides(tiny_model_dir, tmp_path, "z2"), "train=dpo_lora"]
     write_pairs(overrides)
-    launch("zero2", ["-m", "recipes.dpo"], overrides)
+    launch(deepspeed_env, "zero2", ["-m", "recipes.dpo"], overrides)
     stage = tmp_path / "z2" / "dpo"
     metrics = finished(stage)["metrics"]
     assert metrics["steps"] == 2 and math.isfinite(metrics["last_loss"])
@@ -65,13 +88,14 @@ def test_zero2_dpo_lora(tiny_model_dir, tmp_path):
     assert (stage / "model" / "adapter_model.safetensors").exists()
 
 
-def test_zero3_dpo_full_consolidated_export(tiny_model_dir, tmp_path):
+def test_zero3_dpo_full_consolidated_export(deepspeed_env, tiny_model_dir, tmp_path):
     from transformers import AutoModelForCausalLM
 
     overrides = [*train_overrides(tiny_model_dir, tmp_path, "z3"), "train=dpo_full"]
     write_pairs(overrides)
     gathered_file = tmp_path / "gathered.pt"
-    launch("zero3", [str(PROJECT_ROOT / "tests" / "ds_launch_dpo_gathered.py"), str(gathered_file)], overrides)
+    gathering_script = str(PROJECT_ROOT / "tests" / "ds_launch_dpo_gathered.py")
+    launch(deepspeed_env, "zero3", [gathering_script, str(gathered_file)], overrides)
     stage = tmp_path / "z3" / "dpo"
     metrics = finished(stage)["metrics"]
     assert metrics["steps"] == 2 and math.isfinite(metrics["last_loss"])
@@ -87,17 +111,17 @@ def test_zero3_dpo_full_consolidated_export(tiny_model_dir, tmp_path):
     assert any(not torch.equal(exported[n], initial[n]) for n in gathered)  # the export holds trained weights
 
 
-def test_zero2_reward_model(tiny_model_dir, tmp_path):
+def test_zero2_reward_model(deepspeed_env, tiny_model_dir, tmp_path):
     overrides = train_overrides(tiny_model_dir, tmp_path, "rm", section="reward_train")
     write_pairs(overrides)
-    launch("zero2", ["-m", "recipes.reward"], overrides)
+    launch(deepspeed_env, "zero2", ["-m", "recipes.reward"], overrides)
     stage = tmp_path / "rm" / "reward"
     manifest = json.loads((stage / "manifest.json").read_text())
     assert math.isfinite(manifest["metrics"]["train_loss"])
     assert_deepspeed_checkpoint(stage)
 
 
-def test_zero2_grpo_two_steps_with_a_reward_model(tiny_model_dir, tiny_tokenizer, tmp_path):
+def test_zero2_grpo_two_steps_with_a_reward_model(deepspeed_env, tiny_model_dir, tiny_tokenizer, tmp_path):
     from rewards.reward_io import export_reward_model
     from tests.test_reward_io import fake_finished_run, lora_reward_model
 
@@ -109,7 +133,7 @@ def test_zero2_grpo_two_steps_with_a_reward_model(tiny_model_dir, tiny_tokenizer
     overrides = [f"model.name_or_path={tiny_model_dir}", f"output_root={tmp_path}", "run=rl", "device=cpu",
                  "wandb.mode=disabled", "train=grpo", "train.max_steps=2", "train.num_generations=2",
                  "train.per_device_train_batch_size=2", "train.max_completion_length=8", "train.save_steps=1"]
-    launch("zero2", ["-m", "recipes.grpo"], overrides)
+    launch(deepspeed_env, "zero2", ["-m", "recipes.grpo"], overrides)
     stage = tmp_path / "rl" / "grpo"
     metrics = json.loads((stage / "metrics.json").read_text())
     assert metrics["n_logged_steps"] == 2
