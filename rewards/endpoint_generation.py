@@ -11,15 +11,13 @@ import asyncio
 import os
 from dataclasses import dataclass
 
-import httpx
-import openai
 from tenacity import AsyncRetrying, retry_if_exception, stop_after_attempt, wait_random_exponential
 from tqdm.auto import tqdm
 
 from rewards.artifacts import Journal
+from rewards.chat_endpoint import ChatEndpoint, InvalidAnswer, is_retryable, one_line, settle
 from rewards.errors import UserError
 from rewards.generation import Responder, batched, chat_messages, hash_int
-from rewards.judges.openai_compatible import InvalidAnswer, _one_line, is_retryable, settle
 
 
 @dataclass(frozen=True)
@@ -87,12 +85,9 @@ class EndpointGenerator:
                 bar.update(len(batch))
 
     async def _generate_batch(self, batch: list[tuple[dict, int]]) -> list[dict]:
-        limits = httpx.Limits(max_connections=self.endpoint.concurrency,
-                              max_keepalive_connections=self.endpoint.concurrency)
         gate = asyncio.Semaphore(self.endpoint.concurrency)
-        async with openai.AsyncOpenAI(base_url=self.endpoint.base_url, api_key=self._api_key, max_retries=0,
-                                      timeout=self.endpoint.timeout,
-                                      http_client=httpx.AsyncClient(limits=limits)) as client:
+        async with ChatEndpoint(self.endpoint.base_url, self._api_key, self.endpoint.concurrency,
+                                self.endpoint.timeout) as client:
             try:
                 async with asyncio.TaskGroup() as group:
                     tasks = [group.create_task(self._one(client, gate, prompt, index)) for prompt, index in batch]
@@ -100,7 +95,7 @@ class EndpointGenerator:
                 raise failures.exceptions[0] from None
         return [task.result() for task in tasks]
 
-    async def _one(self, client: openai.AsyncOpenAI, gate: asyncio.Semaphore, prompt: dict, index: int) -> dict:
+    async def _one(self, client: ChatEndpoint, gate: asyncio.Semaphore, prompt: dict, index: int) -> dict:
         record = {"key": self.key(prompt, index), "prompt_id": prompt["id"], "source": self.responder.name,
                   "source_model": self.responder.model}
         seed = self.seed + hash_int(record["key"]) % 100_003
@@ -113,7 +108,7 @@ class EndpointGenerator:
         return UserError(f"generate.pool[{self.responder.name}].endpoint.base_url {self.endpoint.base_url} "
                          f"unreachable: {reason}; check that the server is running and the URL is right")
 
-    async def _ask(self, client: openai.AsyncOpenAI, body: dict) -> dict:
+    async def _ask(self, client: ChatEndpoint, body: dict) -> dict:
         retrying = AsyncRetrying(
             stop=stop_after_attempt(self.endpoint.max_retries + 1),
             wait=wait_random_exponential(multiplier=self.endpoint.retry_wait, max=self.endpoint.retry_wait * 32),
@@ -121,20 +116,18 @@ class EndpointGenerator:
         async for attempt in retrying:
             with attempt:
                 self.usage["requests"] += 1
-                response = await client.post("/chat/completions", cast_to=httpx.Response, body=body)
-                return self._parse(response)
+                return self._parse(await client.complete(body))
         raise AssertionError("unreachable")  # AsyncRetrying either returns or reraises
 
     def _count_retry(self, state) -> None:
         self.usage["retries"] += 1
 
-    def _parse(self, response: httpx.Response) -> dict:
+    def _parse(self, completion: dict) -> dict:
         try:
-            completion = response.json()
             choice = completion["choices"][0]
             text = choice["message"]["content"] or ""
         except (ValueError, KeyError, IndexError, TypeError) as exc:
-            raise InvalidAnswer(f"not a chat completion ({type(exc).__name__}: {_one_line(exc)})") from None
+            raise InvalidAnswer(f"not a chat completion ({type(exc).__name__}: {one_line(exc)})") from None
         usage = completion.get("usage") or {}
         for name in ("prompt_tokens", "completion_tokens"):
             self.usage[name] += int(usage.get(name) or 0)

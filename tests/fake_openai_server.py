@@ -17,6 +17,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 FAULTS = ("429", "500", "timeout", "malformed", "missing", "range")
+# Not drawn at random: "401" (never worth retrying), "disconnect" (the connection closes without an answer).
+EXTRA_FAULTS = ("401", "disconnect")
 MAX_BODY = 4 << 20
 
 
@@ -90,7 +92,7 @@ class FakeOpenAIServer:
         return number, fault
 
     def answer(self, body: dict) -> tuple[int, dict]:
-        """Status and JSON body for one chat completion request."""
+        """Status and JSON body for one chat completion request (status 0: close the connection instead)."""
         messages = body.get("messages") or [{"content": ""}]
         user_content = str(messages[-1].get("content", ""))
         schema = ((body.get("response_format") or {}).get("json_schema") or {}).get("schema") or {}
@@ -102,6 +104,10 @@ class FakeOpenAIServer:
             return 429, {"error": {"message": "rate limit reached", "type": "rate_limit_exceeded"}}
         if fault == "500":
             return 500, {"error": {"message": "internal error", "type": "server_error"}}
+        if fault == "401":
+            return 401, {"error": {"message": "invalid api key", "type": "invalid_request_error"}}
+        if fault == "disconnect":
+            return 0, {}
         if fault == "timeout":
             self._stopping.wait(self.timeout_sleep)
         if not body.get("response_format"):
@@ -163,6 +169,9 @@ class FakeOpenAIServer:
                 if server.latency:
                     server._stopping.wait(server.latency)
                 status, payload = server.answer(body)
+                if status == 0:  # "disconnect": close without answering
+                    self.close_connection = True
+                    return
                 self._send(status, payload)
 
             def _send(self, status: int, payload: dict) -> None:

@@ -10,17 +10,14 @@ import asyncio
 import functools
 import hashlib
 import json
-import math
 import os
-from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import Annotated, Any, TypeVar
+from typing import Annotated, Any
 
-import httpx
-import openai
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model
 from tenacity import AsyncRetrying, RetryCallState, retry_if_exception, stop_after_attempt, wait_random_exponential
 
+from rewards.chat_endpoint import ChatEndpoint, InvalidAnswer, is_retryable, one_line, settle
 from rewards.errors import UserError
 from rewards.judges.base import (
     SYSTEM_INTRO,
@@ -37,17 +34,8 @@ from rewards.rubric import Principle, Rubric
 # Bump when the JSON question below changes, so cached answers to the old question are not reused.
 JSON_TEMPLATE_VERSION = 1
 PAIRWISE = "pairwise"
-MAX_REASON = 300
-# httpcore scans every pooled connection (with a syscall each) whenever a request starts or ends, so one pool of
-# 32+ connections costs milliseconds of CPU per request; several small pools keep that scan short.
-CONNECTIONS_PER_POOL = 8
 
 Score = Annotated[int, Field(strict=True, ge=1, le=5)]
-T = TypeVar("T")
-
-
-class InvalidAnswer(Exception):
-    """The endpoint answered, but not with what the schema asks for (retried like a transient error)."""
 
 
 class _Choice(BaseModel):
@@ -79,45 +67,6 @@ class _RateLimiter:
             self._next = start + self.interval
         if start > now:
             await asyncio.sleep(start - now)
-
-
-def _one_line(text: object) -> str:
-    return " ".join(str(text).split())[:MAX_REASON]
-
-
-def is_retryable(exc: BaseException) -> bool:
-    """429, 5xx, timeouts, connection errors and invalid answers: worth asking again."""
-    if isinstance(exc, InvalidAnswer | openai.APIConnectionError | openai.RateLimitError):
-        return True
-    return isinstance(exc, openai.APIStatusError) and exc.status_code >= 500
-
-
-def _is_unreachable(exc: BaseException) -> bool:
-    return isinstance(exc, openai.APIConnectionError) and not isinstance(exc, openai.APITimeoutError)
-
-
-async def settle(request: Awaitable[T], unreachable: Callable[[str], UserError]) -> tuple[T | None, str | None]:
-    """``(answer, None)``, or ``(None, reason)`` when retries are spent; ``unreachable(reason)`` is raised when the
-    endpoint cannot be reached at all. Anything else (a bug) propagates."""
-    try:
-        return await request, None
-    except Exception as exc:
-        if _is_unreachable(exc):
-            cause = exc.__cause__ or exc
-            raise unreachable(_one_line(cause) or type(cause).__name__) from None
-        if not (is_retryable(exc) or isinstance(exc, openai.APIStatusError)):
-            raise
-        return None, _describe_failure(exc)
-
-
-def _describe_failure(exc: BaseException) -> str:
-    if isinstance(exc, InvalidAnswer):
-        return f"invalid answer: {_one_line(exc)}"
-    if isinstance(exc, openai.APITimeoutError):
-        return "request timed out"
-    if isinstance(exc, openai.APIStatusError):
-        return f"HTTP {exc.status_code}: {_one_line(exc.message)}"
-    return f"{type(exc).__name__}: {_one_line(exc)}"
 
 
 # The fields of a principle that reach the judge's prompt; weight and safety only matter when pairs are built.
@@ -271,24 +220,11 @@ class OpenAICompatibleJudge:
         return judgment_key(self.rubric.content_hash(), self._template, self.model, PAIRWISE, client, first, second)
 
     # -- requests -------------------------------------------------------------------------------
-    def _client(self, connections: int) -> openai.AsyncOpenAI:
-        limits = httpx.Limits(max_connections=connections, max_keepalive_connections=connections)
-        http_client = httpx.AsyncClient(limits=limits, timeout=self.timeout)
-        return openai.AsyncOpenAI(base_url=self.base_url, api_key=self._api_key, max_retries=0,
-                                  timeout=self.timeout, http_client=http_client)
-
     def _session(self) -> _Session:
-        """Clients for one event loop, and ``concurrency`` slots, each bound to a client with a free connection."""
-        pools = math.ceil(self.concurrency / CONNECTIONS_PER_POOL)
-        slots: asyncio.Queue[openai.AsyncOpenAI] = asyncio.Queue()
-        clients = []
-        for index in range(pools):
-            connections = len(range(index, self.concurrency, pools))
-            clients.append(self._client(connections))
-            for _ in range(connections):
-                slots.put_nowait(clients[-1])
+        """The connection pool, the concurrency gate and the rate limiter of one event loop."""
+        endpoint = ChatEndpoint(self.base_url, self._api_key, self.concurrency, self.timeout)
         limiter = _RateLimiter(self.requests_per_minute) if self.requests_per_minute else None
-        return _Session(clients, slots, limiter)
+        return _Session(endpoint, asyncio.Semaphore(self.concurrency), limiter)
 
     def _count_retry(self, state: RetryCallState) -> None:
         self.stats["retries"] += 1
@@ -304,32 +240,26 @@ class OpenAICompatibleJudge:
         )
         async for attempt in retrying:
             with attempt:
-                client = await session.slots.get()
-                try:
+                async with session.gate:
                     if session.limiter is not None:
                         await session.limiter.wait()
                     self.stats["requests"] += 1
-                    # The body is sent as built and the reply read as plain JSON: openai's typed-param transform
-                    # and response models cost more CPU than the rest of a request, which limits throughput.
-                    response = await client.post("/chat/completions", cast_to=httpx.Response, body=request_body(
-                        self.model, messages, response_format, self.temperature))
-                finally:
-                    session.slots.put_nowait(client)
+                    completion = await session.endpoint.complete(
+                        request_body(self.model, messages, response_format, self.temperature))
                 try:
-                    completion = response.json()
                     for name in ("prompt_tokens", "completion_tokens"):
                         tokens = int((completion.get("usage") or {}).get(name) or 0)
                         usage[name] += tokens
                         self.stats[name] += tokens
                     content = completion["choices"][0]["message"]["content"]
                 except (ValueError, KeyError, IndexError, TypeError, AttributeError) as exc:
-                    raise InvalidAnswer(f"not a chat completion ({type(exc).__name__}: {_one_line(exc)})") from None
+                    raise InvalidAnswer(f"not a chat completion ({type(exc).__name__}: {one_line(exc)})") from None
                 if not content:
                     raise InvalidAnswer("empty answer")
                 try:
                     return parse(json.loads(content))
                 except (json.JSONDecodeError, ValidationError) as exc:
-                    raise InvalidAnswer(_one_line(exc)) from None
+                    raise InvalidAnswer(one_line(exc)) from None
         raise AssertionError("unreachable")  # AsyncRetrying either returns or reraises
 
     async def _answer(self, session: _Session, messages: list[dict], response_format: dict, parse,
@@ -357,7 +287,8 @@ class OpenAICompatibleJudge:
             return result
         if self.cache is not None:
             keys = self._principle_keys(item)
-            self.cache.put_many([(keys[pid], json.dumps(answer[pid])) for pid in ids])
+            # The commit runs in a worker thread (sqlite releases the GIL), so the event loop keeps reading answers.
+            await asyncio.to_thread(self.cache.put_many, [(keys[pid], json.dumps(answer[pid])) for pid in ids])
         scores = {**known, **{pid: float(answer[pid]) for pid in ids}}
         result.scores = {pid: scores[pid] for pid in self.rubric.ids}
         return result
@@ -435,7 +366,7 @@ class OpenAICompatibleJudge:
         if error is not None:
             return 0.5
         if self.cache is not None:
-            self.cache.put(key, json.dumps(better))
+            await asyncio.to_thread(self.cache.put, key, json.dumps(better))
         return 1.0 if better == "A" else 0.0
 
     def compare(self, client: str, first: str, second: str) -> float:
@@ -447,13 +378,13 @@ class OpenAICompatibleJudge:
 class _Session:
     """Per-event-loop resources of one ``score_async`` / ``compare_async`` call."""
 
-    clients: list[openai.AsyncOpenAI]
-    slots: asyncio.Queue[openai.AsyncOpenAI]
+    endpoint: ChatEndpoint
+    gate: asyncio.Semaphore
     limiter: _RateLimiter | None
 
     async def __aenter__(self) -> _Session:
+        await self.endpoint.__aenter__()
         return self
 
     async def __aexit__(self, *exc_info: object) -> None:
-        for client in self.clients:
-            await client.close()
+        await self.endpoint.__aexit__(*exc_info)
