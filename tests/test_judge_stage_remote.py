@@ -140,9 +140,7 @@ def test_killed_judge_stage_loses_nothing_and_repeats_nothing(tmp_path, monkeypa
     assert counts["n_judged"] == N_ITEMS and counts["n_failed"] == 0
     usage = manifest(tmp_path)["metrics"]["usage"]
     assert usage["cache_hits"] == 7 * (interrupt_after - len(journaled))  # cached answers of the unjournaled items
-    # The interrupted invocation's requests are counted too; one more may have been started (and counted) while the
-    # last answer before the kill was being committed, though it never reached the server.
-    assert N_ITEMS <= usage["requests"] <= N_ITEMS + 1
+    assert usage["requests"] == N_ITEMS  # the interrupted invocation's requests are counted too
 
 
 def test_api_key_never_reaches_outputs_configs_or_logs(tmp_path, capsys, caplog):

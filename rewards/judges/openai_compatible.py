@@ -287,8 +287,8 @@ class OpenAICompatibleJudge:
             return result
         if self.cache is not None:
             keys = self._principle_keys(item)
-            # The commit runs in a worker thread (sqlite releases the GIL), so the event loop keeps reading answers.
-            await asyncio.to_thread(self.cache.put_many, [(keys[pid], json.dumps(answer[pid])) for pid in ids])
+            # Committed before this task yields again: a stage killed at any moment has no answer it did not store.
+            self.cache.put_many([(keys[pid], json.dumps(answer[pid])) for pid in ids])
         scores = {**known, **{pid: float(answer[pid]) for pid in ids}}
         result.scores = {pid: scores[pid] for pid in self.rubric.ids}
         return result
@@ -366,7 +366,7 @@ class OpenAICompatibleJudge:
         if error is not None:
             return 0.5
         if self.cache is not None:
-            await asyncio.to_thread(self.cache.put, key, json.dumps(better))
+            self.cache.put(key, json.dumps(better))
         return 1.0 if better == "A" else 0.0
 
     def compare(self, client: str, first: str, second: str) -> float:
