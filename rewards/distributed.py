@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import sys
 import time
 from pathlib import Path
 
@@ -25,6 +26,37 @@ def default_ddp_backend() -> str | None:
     if deepspeed_requested() and not torch.cuda.is_available():
         return "gloo"
     return None
+
+
+# A torch extension build that has held its lock this long was killed: a real build of DeepSpeed's ops takes minutes.
+STALE_LOCK_S = 900
+
+
+def stale_build_locks(root: Path | None = None, older_than_s: float = STALE_LOCK_S) -> list[Path]:
+    """Lock files of torch C++ extension builds older than ``older_than_s`` under ``root``.
+
+    ``root`` defaults to where torch builds extensions (``$TORCH_EXTENSIONS_DIR``, else its cache folder). torch
+    waits as long as a build's ``lock`` file exists, so one left by a killed build makes every later build of that
+    extension wait forever; DeepSpeed on CPU builds its shm op at every launch.
+    """
+    if root is None:
+        from torch.utils.cpp_extension import get_default_build_root
+
+        root = Path(os.environ.get("TORCH_EXTENSIONS_DIR") or get_default_build_root())
+    now = time.time()
+    locks = [*root.glob("*/lock"), *root.glob("*/*/lock")]
+    return sorted(lock for lock in locks if now - lock.stat().st_mtime > older_than_s)
+
+
+def warn_about_stale_build_locks() -> None:
+    """One warning line per stale lock (main process only); the launch goes on, since the lock may be harmless."""
+    if not is_main_process():
+        return
+    for lock in stale_build_locks():
+        minutes = (time.time() - lock.stat().st_mtime) / 60
+        print(f"[counsel-align] warning: {lock} is {minutes:.0f} min old, left by a killed build; DeepSpeed waits on "
+              "it forever when it builds that op. If this launch stops after loading weights, delete the file.",
+              file=sys.stderr, flush=True)
 
 
 def is_main_process() -> bool:
