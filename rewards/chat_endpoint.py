@@ -15,6 +15,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
 import aiohttp
+from tenacity import AsyncRetrying, RetryCallState, retry_if_exception, stop_after_attempt, wait_random_exponential
 
 from rewards.errors import UserError
 
@@ -59,6 +60,40 @@ def is_retryable(exc: BaseException) -> bool:
     if isinstance(exc, StatusFailure):
         return exc.status == 429 or exc.status >= 500
     return isinstance(exc, EndpointFailure)
+
+
+def retrying(max_retries: int, retry_wait: float, on_retry: Callable[[RetryCallState], None]) -> AsyncRetrying:
+    """tenacity's loop for one request: up to ``max_retries`` more attempts on retryable failures, after jittered
+    exponential waits from ``retry_wait`` seconds up to 32 times that; the last failure is re-raised."""
+    return AsyncRetrying(
+        stop=stop_after_attempt(max_retries + 1),
+        wait=wait_random_exponential(multiplier=retry_wait, max=retry_wait * 32),
+        retry=retry_if_exception(is_retryable),
+        before_sleep=on_retry,
+        reraise=True,
+    )
+
+
+def _not_a_completion(exc: Exception) -> InvalidAnswer:
+    return InvalidAnswer(f"not a chat completion ({type(exc).__name__}: {one_line(exc)})")
+
+
+def token_usage(completion: dict[str, Any]) -> dict[str, int]:
+    """``prompt_tokens`` and ``completion_tokens`` of a chat completion (0 where missing)."""
+    try:
+        usage = completion.get("usage") or {}
+        return {name: int(usage.get(name) or 0) for name in ("prompt_tokens", "completion_tokens")}
+    except (ValueError, TypeError, AttributeError) as exc:
+        raise _not_a_completion(exc) from None
+
+
+def first_choice(completion: dict[str, Any]) -> tuple[Any, str | None]:
+    """The message content (None when the endpoint sent none) and the finish reason of the first choice."""
+    try:
+        choice = completion["choices"][0]
+        return choice["message"]["content"], choice.get("finish_reason")
+    except (KeyError, IndexError, TypeError, AttributeError) as exc:
+        raise _not_a_completion(exc) from None
 
 
 async def settle(request: Awaitable[T], unreachable: Callable[[str], UserError]) -> tuple[T | None, str | None]:

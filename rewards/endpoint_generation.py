@@ -11,11 +11,10 @@ import asyncio
 import os
 from dataclasses import dataclass
 
-from tenacity import AsyncRetrying, retry_if_exception, stop_after_attempt, wait_random_exponential
 from tqdm.auto import tqdm
 
 from rewards.artifacts import Journal
-from rewards.chat_endpoint import ChatEndpoint, InvalidAnswer, is_retryable, one_line, settle
+from rewards.chat_endpoint import ChatEndpoint, first_choice, retrying, settle, token_usage
 from rewards.errors import UserError
 from rewards.generation import Responder, batched, chat_messages, hash_int
 
@@ -109,11 +108,7 @@ class EndpointGenerator:
                          f"unreachable: {reason}; check that the server is running and the URL is right")
 
     async def _ask(self, client: ChatEndpoint, body: dict) -> dict:
-        retrying = AsyncRetrying(
-            stop=stop_after_attempt(self.endpoint.max_retries + 1),
-            wait=wait_random_exponential(multiplier=self.endpoint.retry_wait, max=self.endpoint.retry_wait * 32),
-            retry=retry_if_exception(is_retryable), before_sleep=self._count_retry, reraise=True)
-        async for attempt in retrying:
+        async for attempt in retrying(self.endpoint.max_retries, self.endpoint.retry_wait, self._count_retry):
             with attempt:
                 self.usage["requests"] += 1
                 return self._parse(await client.complete(body))
@@ -123,13 +118,9 @@ class EndpointGenerator:
         self.usage["retries"] += 1
 
     def _parse(self, completion: dict) -> dict:
-        try:
-            choice = completion["choices"][0]
-            text = choice["message"]["content"] or ""
-        except (ValueError, KeyError, IndexError, TypeError) as exc:
-            raise InvalidAnswer(f"not a chat completion ({type(exc).__name__}: {one_line(exc)})") from None
-        usage = completion.get("usage") or {}
-        for name in ("prompt_tokens", "completion_tokens"):
-            self.usage[name] += int(usage.get(name) or 0)
-        return {"response": text.strip(), "n_tokens": int(usage.get("completion_tokens") or 0),
-                "finished": choice.get("finish_reason") != "length"}
+        text, finish_reason = first_choice(completion)
+        usage = token_usage(completion)
+        for name, tokens in usage.items():
+            self.usage[name] += tokens
+        return {"response": (text or "").strip(), "n_tokens": usage["completion_tokens"],
+                "finished": finish_reason != "length"}

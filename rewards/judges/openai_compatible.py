@@ -15,9 +15,9 @@ from dataclasses import dataclass, field
 from typing import Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model
-from tenacity import AsyncRetrying, RetryCallState, retry_if_exception, stop_after_attempt, wait_random_exponential
+from tenacity import RetryCallState
 
-from rewards.chat_endpoint import ChatEndpoint, InvalidAnswer, is_retryable, one_line, settle
+from rewards.chat_endpoint import ChatEndpoint, InvalidAnswer, first_choice, one_line, retrying, settle, token_usage
 from rewards.errors import UserError
 from rewards.judges.base import (
     SYSTEM_INTRO,
@@ -231,14 +231,7 @@ class OpenAICompatibleJudge:
 
     async def _ask(self, session: _Session, messages: list[dict], response_format: dict, parse, usage: dict) -> Any:
         """One validated answer, retrying transient failures; raises the last failure when retries run out."""
-        retrying = AsyncRetrying(
-            stop=stop_after_attempt(self.max_retries + 1),
-            wait=wait_random_exponential(multiplier=self.retry_wait, max=self.retry_wait * 32),
-            retry=retry_if_exception(is_retryable),
-            before_sleep=self._count_retry,
-            reraise=True,
-        )
-        async for attempt in retrying:
+        async for attempt in retrying(self.max_retries, self.retry_wait, self._count_retry):
             with attempt:
                 async with session.gate:
                     if session.limiter is not None:
@@ -246,14 +239,10 @@ class OpenAICompatibleJudge:
                     self.stats["requests"] += 1
                     completion = await session.endpoint.complete(
                         request_body(self.model, messages, response_format, self.temperature))
-                try:
-                    for name in ("prompt_tokens", "completion_tokens"):
-                        tokens = int((completion.get("usage") or {}).get(name) or 0)
-                        usage[name] += tokens
-                        self.stats[name] += tokens
-                    content = completion["choices"][0]["message"]["content"]
-                except (ValueError, KeyError, IndexError, TypeError, AttributeError) as exc:
-                    raise InvalidAnswer(f"not a chat completion ({type(exc).__name__}: {one_line(exc)})") from None
+                for name, tokens in token_usage(completion).items():
+                    usage[name] += tokens
+                    self.stats[name] += tokens
+                content, _ = first_choice(completion)
                 if not content:
                     raise InvalidAnswer("empty answer")
                 try:
