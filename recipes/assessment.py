@@ -38,7 +38,6 @@ class PolicyPair:
         tokenizer_source = str(checkpoint) if (Path(checkpoint) / "tokenizer_config.json").exists() else base_name
         self.tokenizer = load_tokenizer(tokenizer_source, cfg.model.trust_remote_code)
         base = load_causal_lm(base_name, cfg.model.dtype, cfg.device, cfg.model.trust_remote_code)
-        self._merged = False
         if weights_kind(checkpoint) == "lora_adapter":
             from peft import PeftModel
 
@@ -57,18 +56,25 @@ class PolicyPair:
                 bar.update(len(batch))
         return replies
 
+    @property
+    def _adapter_attached(self) -> bool:
+        """True while the policy is a LoRA adapter over the base, not yet merged into it."""
+        from peft import PeftModel
+
+        return isinstance(self.model, PeftModel)
+
     def base_replies(self, texts: list[str]) -> list[str]:
         if self.base is not None:
             return self._generate(self.base, texts, "base")
-        if self._merged:
+        if not self._adapter_attached:
             raise RuntimeError("base replies are gone once the adapter is merged; ask for them first")
         with self.model.disable_adapter():
             return self._generate(self.model, texts, "base")
 
     def trained_replies(self, texts: list[str]) -> list[str]:
         """The trained policy's replies; a LoRA adapter is merged first (same function, a faster forward)."""
-        if self.base is None and not self._merged:
-            self.model, self._merged = self.model.merge_and_unload(), True
+        if self._adapter_attached:
+            self.model = self.model.merge_and_unload()
         return self._generate(self.model, texts, "trained")
 
 
