@@ -18,7 +18,7 @@ from pathlib import Path
 from omegaconf import DictConfig, OmegaConf
 
 from rewards.artifacts import atomic_write_json, atomic_write_text, read_manifest, sha256_json, sha256_tree
-from rewards.distributed import is_main_process, wait_for_file_text
+from rewards.distributed import is_main_process, wait_for_all_ranks, wait_for_file_text
 from rewards.errors import UserError
 from rewards.versions import package_versions
 
@@ -51,8 +51,23 @@ def compose_config(overrides: list[str]) -> DictConfig:
         OmegaConf.resolve(cfg)
     except (HydraException, OmegaConfBaseException) as exc:
         raise UserError(f"config: {_hydra_message(exc)}") from None
+    _check_group_sections(cfg)
     OmegaConf.set_struct(cfg, True)
     return cfg
+
+
+# Sections filled from a config group (the root defaults list); `train@reward_train` places the train group there.
+GROUP_SECTIONS = {"model": "model", "principles": "principles", "judge": "judge", "data": "data", "train": "train",
+                  "reward_train": "train@reward_train"}
+
+
+def _check_group_sections(cfg: DictConfig) -> None:
+    """`reward_train=reward_full` replaces the section with a string instead of selecting a config: say so."""
+    for section, selector in GROUP_SECTIONS.items():
+        value = cfg.get(section)
+        if value is not None and not isinstance(value, DictConfig):
+            raise UserError(f"config: {section}={value} replaced the whole '{section}' section with a value; "
+                            f"to select a config file write {selector}={value}")
 
 
 def _hydra_message(exc: Exception) -> str:
@@ -124,11 +139,13 @@ def run_stage(cfg: DictConfig, name: str, work: Callable[[StageContext], dict], 
     if not is_main_process():  # under `accelerate launch`: rank 0 prepares the folder and writes the manifest
         wait_for_file_text(stage_dir / FINGERPRINT_FILE, fingerprint)
         work(StageContext(cfg=cfg, name=name, run_dir=run_dir, dir=stage_dir))
+        wait_for_all_ranks()  # rank 0 hashes the folder only after every rank has stopped writing to it
         return {"stage": name, "fingerprint": fingerprint}
     _prepare_stage_dir(stage_dir, fingerprint)
     print(f"[counsel-align] {name}: running -> {stage_dir}", flush=True)
     started = time.perf_counter()
     result = work(StageContext(cfg=cfg, name=name, run_dir=run_dir, dir=stage_dir)) or {}
+    wait_for_all_ranks()
     manifest = {
         "stage": name,
         "fingerprint": fingerprint,

@@ -8,6 +8,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from recipes._entry import StageContext, entry, run_stage
 from rewards.artifacts import atomic_write_json, read_jsonl
+from rewards.distributed import is_main_process
 from rewards.errors import UserError
 from rewards.models import load_tokenizer
 from rewards.online import build_online_trainer, prompt_dataset, reward_trajectory
@@ -29,11 +30,12 @@ def work(ctx: StageContext) -> dict:
     trainer = build_online_trainer(ctx.name, cfg.model.name_or_path, tokenizer, prompt_dataset(prompts), reward,
                                    train_cfg, ctx.dir / "checkpoints", report_to, cfg.seed)
     trainer.train()
-    trainer.save_model(str(ctx.dir / "model"))
-    tokenizer.save_pretrained(str(ctx.dir / "model"))
+    trainer.save_model(str(ctx.dir / "model"))  # every rank (a collective under ZeRO-3); rank 0 writes
     metrics = {**reward_trajectory(trainer.state.log_history), "beta": train_cfg.get("beta"),
                "num_generations": train_cfg.get("num_generations"), "use_vllm": bool(trainer.args.use_vllm)}
-    atomic_write_json(ctx.dir / "metrics.json", metrics)
+    if is_main_process():
+        tokenizer.save_pretrained(str(ctx.dir / "model"))
+        atomic_write_json(ctx.dir / "metrics.json", metrics)
     print(f"[counsel-align] {ctx.name}: mean reward {metrics.get('reward_first')} -> {metrics.get('reward_last')} "
           f"over {metrics['n_logged_steps']} logged steps (beta {metrics['beta']})", flush=True)
     return {"counts": {"n_prompts": len(prompts)}, "metrics": metrics}

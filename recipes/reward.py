@@ -7,6 +7,8 @@ from omegaconf import DictConfig, OmegaConf
 
 from recipes._entry import StageContext, entry, project_path, run_stage
 from rewards.artifacts import atomic_write_json, read_manifest
+from rewards.checkpointing import consolidated_state_dict, zero_stage
+from rewards.distributed import is_main_process
 from rewards.errors import UserError
 from rewards.models import load_tokenizer
 from rewards.reward_io import export_reward_model
@@ -81,6 +83,10 @@ def work(ctx: StageContext) -> dict:
     pairs = load_pairs(ctx)
     tokenizer = load_tokenizer(cfg.model.name_or_path, cfg.model.trust_remote_code)
     trainer, data_report = build_trainer(ctx, train_cfg, tokenizer, pairs, rubric.ids)
+    if zero_stage(trainer) == 3 and train_cfg.get("merge_lora") and train_cfg.get("peft") not in (None, "none"):
+        raise UserError("reward_train.merge_lora=true: under ZeRO-3 the base weights are partitioned and cannot be "
+                        "merged at export; set reward_train.merge_lora=false (load_reward(..., merge_lora=True) "
+                        "merges the adapter when it loads)")
     trainer.train(resume_from_checkpoint=_last_checkpoint(ctx))
     multihead = method == "reward_multihead"
     weights = rubric.weights(OmegaConf.to_container(cfg.principles.weights)) if multihead else {"reward": 1.0}
@@ -91,20 +97,30 @@ def work(ctx: StageContext) -> dict:
         from rewards.multihead import principle_accuracy
 
         metrics["principle_accuracy"] = principle_accuracy(scorer, scorable(pairs["test"]), rubric.ids)
-    atomic_write_json(ctx.dir / "metrics.json", metrics)
-    pairs_manifest = read_manifest(ctx.input_dir("pairs")) or {}
-    export_reward_model(trainer.model, tokenizer, ctx.dir / "model", base_model=cfg.model.name_or_path,
-                        weights=weights, max_length=train_cfg["max_length"],
-                        merge_lora=bool(train_cfg.get("merge_lora")),
-                        provenance={"run": cfg.run, "method": method, "peft": train_cfg.get("peft"),
-                                    "rubric_sha256": pairs_manifest.get("rubric_sha256"),
-                                    "pairs_sha256": pairs_manifest.get("outputs_sha256")},
-                        metrics={k: v for k, v in metrics.items() if not isinstance(v, dict)})
+    if is_main_process():
+        atomic_write_json(ctx.dir / "metrics.json", metrics)
+    export(ctx, trainer, tokenizer, train_cfg, weights, metrics)
     print(f"[counsel-align] reward: held-out accuracy {metrics['rm_accuracy']} "
           f"(length-only baseline {metrics['rm_length_baseline']}) on {metrics['n_eval_pairs']} pairs", flush=True)
     return {"counts": {"n_train_pairs": len(pairs["train"]), "n_eval_pairs": metrics["n_eval_pairs"],
                        "train_data": data_report.as_dict()},
             "metrics": {**metrics, "base_model": cfg.model.name_or_path}}
+
+
+def export(ctx: StageContext, trainer, tokenizer, train_cfg: dict, weights: dict[str, float], metrics: dict) -> None:
+    """Write outputs/<run>/reward/model from rank 0 alone; under ZeRO-3 every rank first helps gather the weights."""
+    cfg = ctx.cfg
+    state_dict = consolidated_state_dict(trainer)
+    if not is_main_process():
+        return
+    pairs_manifest = read_manifest(ctx.input_dir("pairs")) or {}
+    export_reward_model(trainer.model, tokenizer, ctx.dir / "model", base_model=cfg.model.name_or_path,
+                        weights=weights, max_length=train_cfg["max_length"],
+                        merge_lora=bool(train_cfg.get("merge_lora")),
+                        provenance={"run": cfg.run, "method": train_cfg.get("method"), "peft": train_cfg.get("peft"),
+                                    "rubric_sha256": pairs_manifest.get("rubric_sha256"),
+                                    "pairs_sha256": pairs_manifest.get("outputs_sha256")},
+                        metrics={k: v for k, v in metrics.items() if not isinstance(v, dict)}, state_dict=state_dict)
 
 
 def _last_checkpoint(ctx: StageContext) -> str | None:

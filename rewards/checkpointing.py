@@ -82,14 +82,27 @@ def zero_stage(trainer) -> int:
     return int(plugin.zero_stage) if plugin is not None else 0
 
 
+def _require_gathered_export(trainer) -> None:
+    ds_config = trainer.accelerator.state.deepspeed_plugin.deepspeed_config
+    if not ds_config.get("zero_optimization", {}).get("stage3_gather_16bit_weights_on_model_save", False):
+        raise UserError("deepspeed config: ZeRO-3 needs zero_optimization.stage3_gather_16bit_weights_on_model_save"
+                        "=true for a loadable final model (see configs/deepspeed/zero3.json)")
+
+
+def consolidated_state_dict(trainer) -> dict | None:
+    """ZeRO-3: the model's whole state dict, gathered from every rank's partition (a collective: call it on every
+    rank; rank 0 receives the tensors). None otherwise, where every rank holds whole weights."""
+    if zero_stage(trainer) != 3:
+        return None
+    _require_gathered_export(trainer)
+    return trainer.accelerator.get_state_dict(trainer.model_wrapped)
+
+
 def save_final_model(trainer, tokenizer, output_dir: str | Path) -> Path:
     """Save weights loadable by plain ``from_pretrained`` (ZeRO-3: gathered 16-bit weights, not shards)."""
     output_dir = Path(output_dir)
     if zero_stage(trainer) == 3:
-        ds_config = trainer.accelerator.state.deepspeed_plugin.deepspeed_config
-        if not ds_config.get("zero_optimization", {}).get("stage3_gather_16bit_weights_on_model_save", False):
-            raise UserError("deepspeed config: ZeRO-3 needs zero_optimization.stage3_gather_16bit_weights_on_model_save"
-                            "=true for a loadable final model (see configs/deepspeed/zero3.json)")
+        _require_gathered_export(trainer)
     trainer.save_model(str(output_dir))  # collective under ZeRO-3: every rank must call it
     if trainer.is_world_process_zero():
         tokenizer.save_pretrained(str(output_dir))

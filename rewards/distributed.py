@@ -63,6 +63,14 @@ def is_main_process() -> bool:
     return int(os.environ.get("RANK", "0")) == 0
 
 
+def wait_for_all_ranks() -> None:
+    """Barrier across the ranks of an `accelerate launch` (a no-op in one process or before any process group)."""
+    import torch.distributed as dist
+
+    if dist.is_available() and dist.is_initialized():
+        dist.barrier()
+
+
 def world_size() -> int:
     return int(os.environ.get("WORLD_SIZE", "1"))
 

@@ -25,11 +25,13 @@ FORMAT = "counsel-align-reward/1"
 
 def export_reward_model(model, tokenizer, out_dir: str | Path, *, base_model: str, weights: Mapping[str, float],
                         max_length: int, merge_lora: bool = False, provenance: Mapping | None = None,
-                        metrics: Mapping | None = None) -> Path:
+                        metrics: Mapping | None = None, state_dict: Mapping | None = None) -> Path:
     """Save a trained reward model (full, or LoRA adapter / merged) with ``reward_config.json`` and ``README.md``.
 
     provenance: e.g. ``rubric_sha256``, ``pairs_sha256``, ``run``; metrics: held-out accuracy and baselines.
-    The folder is written next to its destination and renamed into place.
+    state_dict: the weights to write instead of the model's own (ZeRO-3: gathered from the partitions); an adapter
+    is then saved as an adapter. One process only: the folder is written next to its destination and renamed
+    into place.
     """
     from peft import PeftModel
 
@@ -37,9 +39,9 @@ def export_reward_model(model, tokenizer, out_dir: str | Path, *, base_model: st
     tmp = out_dir.with_name(f".{out_dir.name}.tmp-{os.getpid()}")
     shutil.rmtree(tmp, ignore_errors=True)
     is_adapter = isinstance(model, PeftModel)
-    if is_adapter and merge_lora:
+    if is_adapter and merge_lora and state_dict is None:
         model, is_adapter = model.merge_and_unload(), False
-    model.save_pretrained(tmp, safe_serialization=True)
+    model.save_pretrained(tmp, safe_serialization=True, **({"state_dict": dict(state_dict)} if state_dict else {}))
     tokenizer.save_pretrained(tmp)
     heads = head_ids(model.config)
     config = {

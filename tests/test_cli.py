@@ -44,6 +44,13 @@ def test_unknown_stage_and_config_group_option():
     assert result.returncode == 2 and "dpo_fulll" in result.stderr and "Traceback" not in result.stderr
 
 
+def test_a_section_given_a_value_names_the_selector_to_use():
+    result = _run("reward", "reward_train=reward_full")
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    lines = _error_lines(result)
+    assert len(lines) == 1 and "train@reward_train=reward_full" in lines[0]
+
+
 def test_dpo_qlora_without_a_gpu_fails_before_any_work(tmp_path):
     result = _run("dpo", "train=dpo_qlora", f"output_root={tmp_path}", env={"CUDA_VISIBLE_DEVICES": ""})
     assert result.returncode == 2 and "Traceback" not in result.stderr

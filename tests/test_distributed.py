@@ -12,7 +12,9 @@ from pathlib import Path
 
 import pytest
 import torch
+import yaml
 
+from rewards.artifacts import sha256_tree
 from tests.conftest import PROJECT_ROOT, tiny_overrides
 from tests.test_resume_guard import write_pairs
 
@@ -46,10 +48,25 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-def launch(env: dict[str, str], zero: str, target: list[str], overrides: list[str], timeout: int = 300) -> None:
-    """`accelerate launch --num_processes 2` with configs/accelerate/<zero>.yaml; fails with the output's tail."""
-    command = [sys.executable, "-m", "accelerate.commands.launch", "--config_file",
-               str(PROJECT_ROOT / "configs" / "accelerate" / f"{zero}.yaml"), "--num_processes", "2",
+@pytest.fixture
+def partitioned_zero3(tmp_path) -> Path:
+    """configs/accelerate/zero3.yaml, but every parameter stays partitioned between uses (none persists or lingers
+    gathered, as in a model too big for one GPU): a tiny model under the shipped settings would stay gathered."""
+    ds_config = json.loads((PROJECT_ROOT / "configs" / "deepspeed" / "zero3.json").read_text())
+    ds_config["zero_optimization"].update(stage3_param_persistence_threshold=0, stage3_max_live_parameters=0,
+                                          stage3_max_reuse_distance=0)
+    (tmp_path / "zero3.json").write_text(json.dumps(ds_config))
+    accelerate = yaml.safe_load((PROJECT_ROOT / "configs" / "accelerate" / "zero3.yaml").read_text())
+    accelerate["deepspeed_config"]["deepspeed_config_file"] = str(tmp_path / "zero3.json")
+    (tmp_path / "accelerate_zero3.yaml").write_text(yaml.safe_dump(accelerate))
+    return tmp_path / "accelerate_zero3.yaml"
+
+
+def launch(env: dict[str, str], zero: str | Path, target: list[str], overrides: list[str], timeout: int = 300) -> None:
+    """`accelerate launch --num_processes 2` with configs/accelerate/<zero>.yaml (or the config file ``zero``);
+    fails with the output's tail."""
+    config = zero if isinstance(zero, Path) else PROJECT_ROOT / "configs" / "accelerate" / f"{zero}.yaml"
+    command = [sys.executable, "-m", "accelerate.commands.launch", "--config_file", str(config), "--num_processes", "2",
                "--main_process_port", str(free_port()), *target, *overrides]
     try:
         done = subprocess.run(command, cwd=PROJECT_ROOT, env=env, capture_output=True, text=True, timeout=timeout)
@@ -88,14 +105,14 @@ def test_zero2_dpo_lora(deepspeed_env, tiny_model_dir, tmp_path):
     assert (stage / "model" / "adapter_model.safetensors").exists()
 
 
-def test_zero3_dpo_full_consolidated_export(deepspeed_env, tiny_model_dir, tmp_path):
+def test_zero3_dpo_full_consolidated_export(deepspeed_env, partitioned_zero3, tiny_model_dir, tmp_path):
     from transformers import AutoModelForCausalLM
 
     overrides = [*train_overrides(tiny_model_dir, tmp_path, "z3"), "train=dpo_full"]
     write_pairs(overrides)
     gathered_file = tmp_path / "gathered.pt"
     gathering_script = str(PROJECT_ROOT / "tests" / "ds_launch_dpo_gathered.py")
-    launch(deepspeed_env, "zero3", [gathering_script, str(gathered_file)], overrides)
+    launch(deepspeed_env, partitioned_zero3, [gathering_script, str(gathered_file)], overrides)
     stage = tmp_path / "z3" / "dpo"
     metrics = finished(stage)["metrics"]
     assert metrics["steps"] == 2 and math.isfinite(metrics["last_loss"])
@@ -119,6 +136,44 @@ def test_zero2_reward_model(deepspeed_env, tiny_model_dir, tmp_path):
     manifest = json.loads((stage / "manifest.json").read_text())
     assert math.isfinite(manifest["metrics"]["train_loss"])
     assert_deepspeed_checkpoint(stage)
+    assert manifest["outputs_sha256"] == sha256_tree(stage)  # hashed after both ranks stopped writing
+    assert (stage / "model" / "adapter_model.safetensors").exists()
+    assert not [p.name for p in stage.iterdir() if p.name.startswith(".model.tmp")]  # one export, no leftovers
+
+
+def train_zero3_reward(env, accelerate_config: Path, model_dir: Path, root: Path, train_config: str) -> Path:
+    overrides = [*train_overrides(model_dir, root, "rm3", section="reward_train"), f"train@reward_train={train_config}"]
+    write_pairs(overrides)
+    launch(env, accelerate_config, ["-m", "recipes.reward"], overrides)
+    stage = root / "rm3" / "reward"
+    manifest = finished(stage)
+    assert math.isfinite(manifest["metrics"]["train_loss"])
+    assert manifest["outputs_sha256"] == sha256_tree(stage)
+    return stage / "model"
+
+
+def test_zero3_full_reward_model_exports_gathered_weights(deepspeed_env, partitioned_zero3, tiny_model_dir, tmp_path):
+    from transformers import AutoModelForSequenceClassification
+
+    model_dir = train_zero3_reward(deepspeed_env, partitioned_zero3, tiny_model_dir, tmp_path, "reward_full")
+    exported = AutoModelForSequenceClassification.from_pretrained(model_dir).state_dict()  # shapes are checked
+    initial = AutoModelForSequenceClassification.from_pretrained(tiny_model_dir, num_labels=1).state_dict()
+    assert exported.keys() == initial.keys()
+    backbone = [n for n in exported if not n.startswith("score.")]
+    assert any(not torch.equal(exported[n], initial[n]) for n in backbone)  # trained weights, not the initial ones
+
+
+def test_zero3_lora_reward_model_exports_a_whole_adapter(deepspeed_env, partitioned_zero3, tiny_model_dir, tmp_path):
+    from safetensors.torch import load_file
+
+    from rewards.reward_io import load_reward
+
+    model_dir = train_zero3_reward(deepspeed_env, partitioned_zero3, tiny_model_dir, tmp_path, "reward")
+    adapter = load_file(model_dir / "adapter_model.safetensors")
+    assert adapter and all(t.numel() > 0 for t in adapter.values())  # no empty ZeRO-3 stubs
+    assert any("lora_B" in n and t.abs().sum() > 0 for n, t in adapter.items())  # B starts at zero: it was trained
+    scores = load_reward(model_dir, device="cpu")(prompts=["I feel stuck."], completions=["Tell me more."])
+    assert len(scores) == 1 and math.isfinite(scores[0])
 
 
 def test_zero2_grpo_two_steps_with_a_reward_model(deepspeed_env, tiny_model_dir, tiny_tokenizer, tmp_path):
