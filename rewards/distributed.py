@@ -39,23 +39,26 @@ def stale_build_locks(root: Path | None = None, older_than_s: float = STALE_LOCK
     waits as long as a build's ``lock`` file exists, so one left by a killed build makes every later build of that
     extension wait forever; DeepSpeed on CPU builds its shm op at every launch.
     """
+    return [lock for lock, _ in _stale_locks_with_ages(root, older_than_s)]
+
+
+def _stale_locks_with_ages(root: Path | None, older_than_s: float) -> list[tuple[Path, float]]:
     if root is None:
         from torch.utils.cpp_extension import get_default_build_root
 
         root = Path(os.environ.get("TORCH_EXTENSIONS_DIR") or get_default_build_root())
     now = time.time()
-    locks = [*root.glob("*/lock"), *root.glob("*/*/lock")]
-    return sorted(lock for lock in locks if now - lock.stat().st_mtime > older_than_s)
+    ages = [(lock, now - lock.stat().st_mtime) for lock in [*root.glob("*/lock"), *root.glob("*/*/lock")]]
+    return sorted((lock, age) for lock, age in ages if age > older_than_s)
 
 
 def warn_about_stale_build_locks() -> None:
     """One warning line per stale lock (main process only); the launch goes on, since the lock may be harmless."""
     if not is_main_process():
         return
-    for lock in stale_build_locks():
-        minutes = (time.time() - lock.stat().st_mtime) / 60
-        print(f"[counsel-align] warning: {lock} is {minutes:.0f} min old, left by a killed build; DeepSpeed waits on "
-              "it forever when it builds that op. If this launch stops after loading weights, delete the file.",
+    for lock, age_s in _stale_locks_with_ages(None, STALE_LOCK_S):
+        print(f"[counsel-align] warning: {lock} is {age_s / 60:.0f} min old, left by a killed build; DeepSpeed waits "
+              "on it forever when it builds that op. If this launch stops after loading weights, delete the file.",
               file=sys.stderr, flush=True)
 
 

@@ -6,7 +6,7 @@ import dataclasses
 from pathlib import Path
 from typing import Any
 
-from rewards.distributed import default_ddp_backend, warn_about_stale_build_locks
+from rewards.distributed import deepspeed_requested, default_ddp_backend, warn_about_stale_build_locks
 from rewards.errors import UserError
 
 PEFT_MODES = ("none", "lora", "qlora")
@@ -62,7 +62,8 @@ def training_arguments(config_cls, train_cfg: dict, output_dir: str | Path, repo
     kwargs = {key: train_cfg[key] for key in TRAINING_KEYS if train_cfg.get(key) is not None}
     kwargs.update({k: v for k, v in (extra or {}).items() if v is not None})
     if "ddp_backend" not in kwargs and (backend := default_ddp_backend()) is not None:
-        kwargs["ddp_backend"] = backend  # DeepSpeed without CUDA, which JIT-builds its shm op at launch
+        kwargs["ddp_backend"] = backend  # DeepSpeed without CUDA
+    if deepspeed_requested():  # DeepSpeed JIT-builds ops (shm comm on CPU, others on GPU) under torch's build locks
         warn_about_stale_build_locks()
     supported = {f.name for f in dataclasses.fields(config_cls)}
     unsupported = sorted(set(kwargs) - supported)

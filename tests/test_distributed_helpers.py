@@ -57,3 +57,12 @@ def test_no_warning_without_deepspeed(tmp_path, monkeypatch, capsys):
     monkeypatch.delenv("ACCELERATE_USE_DEEPSPEED", raising=False)
     args = training_arguments(RecordedArguments, {}, tmp_path / "out", [], seed=0)
     assert args.ddp_backend is None and capsys.readouterr().err == ""
+
+
+def test_a_user_chosen_backend_still_gets_the_warning(tmp_path, monkeypatch, capsys):
+    lock = make_lock(tmp_path, "fused_adam", age_s=3600)  # a GPU launch builds other ops under the same locks
+    monkeypatch.setenv("TORCH_EXTENSIONS_DIR", str(tmp_path))
+    monkeypatch.setenv("ACCELERATE_USE_DEEPSPEED", "true")
+    args = training_arguments(RecordedArguments, {"ddp_backend": "nccl"}, tmp_path / "out", [], seed=0)
+    assert args.ddp_backend == "nccl"
+    assert str(lock) in capsys.readouterr().err
