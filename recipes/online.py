@@ -8,6 +8,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from recipes._entry import StageContext, entry, run_stage
 from rewards.artifacts import atomic_write_json, read_jsonl
+from rewards.checkpointing import save_final_model
 from rewards.distributed import is_main_process
 from rewards.errors import UserError
 from rewards.models import load_tokenizer
@@ -30,11 +31,10 @@ def work(ctx: StageContext) -> dict:
     trainer = build_online_trainer(ctx.name, cfg.model.name_or_path, tokenizer, prompt_dataset(prompts), reward,
                                    train_cfg, ctx.dir / "checkpoints", report_to, cfg.seed)
     trainer.train()
-    trainer.save_model(str(ctx.dir / "model"))  # every rank (a collective under ZeRO-3); rank 0 writes
+    save_final_model(trainer, tokenizer, ctx.dir / "model")  # ZeRO-3: consolidated safetensors
     metrics = {**reward_trajectory(trainer.state.log_history), "beta": train_cfg.get("beta"),
                "num_generations": train_cfg.get("num_generations"), "use_vllm": bool(trainer.args.use_vllm)}
     if is_main_process():
-        tokenizer.save_pretrained(str(ctx.dir / "model"))
         atomic_write_json(ctx.dir / "metrics.json", metrics)
     print(f"[counsel-align] {ctx.name}: mean reward {metrics.get('reward_first')} -> {metrics.get('reward_last')} "
           f"over {metrics['n_logged_steps']} logged steps (beta {metrics['beta']})", flush=True)
