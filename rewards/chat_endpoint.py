@@ -1,8 +1,9 @@
 """POST chat completions to an OpenAI-compatible endpoint (OpenAI, vLLM, TGI, llama.cpp) and classify what goes wrong.
 
 Requests go over one pooled aiohttp session. The openai SDK was used here first; on the 2-core machine this project is
-tested on, its request builder and httpx's models and connection pool cost ~4 ms of CPU per request, which capped one
-judge process at ~130 requests/s however many were in flight; aiohttp costs under 1 ms (benchmarks/judge_throughput.py).
+tested on, its request builder and httpx's models and connection pool cost ~4-4.5 ms of CPU per request, which held
+the judge benchmark (160 requests/s wanted) to a throughput ratio of 0.83-0.88; aiohttp costs ~1.5-2 ms and reaches
+0.91-0.95 (benchmarks/judge_throughput.py, benchmarks/README.md).
 The body is sent as built and the answer read as plain JSON, so nothing between the caller and the wire changes it.
 """
 
