@@ -128,34 +128,30 @@ def test_zero3_dpo_full_consolidated_export(deepspeed_env, partitioned_zero3, ti
     assert any(not torch.equal(exported[n], initial[n]) for n in gathered)  # the export holds trained weights
 
 
-def test_zero2_reward_model(deepspeed_env, tiny_model_dir, tmp_path):
-    overrides = train_overrides(tiny_model_dir, tmp_path, "rm", section="reward_train")
-    write_pairs(overrides)
-    launch(deepspeed_env, "zero2", ["-m", "recipes.reward"], overrides)
-    stage = tmp_path / "rm" / "reward"
-    manifest = json.loads((stage / "manifest.json").read_text())
-    assert math.isfinite(manifest["metrics"]["train_loss"])
-    assert_deepspeed_checkpoint(stage)
-    assert manifest["outputs_sha256"] == sha256_tree(stage)  # hashed after both ranks stopped writing
-    assert (stage / "model" / "adapter_model.safetensors").exists()
-    assert not [p.name for p in stage.iterdir() if p.name.startswith(".model.tmp")]  # one export, no leftovers
-
-
-def train_zero3_reward(env, accelerate_config: Path, model_dir: Path, root: Path, train_config: str) -> Path:
-    overrides = [*train_overrides(model_dir, root, "rm3", section="reward_train"), f"train@reward_train={train_config}"]
+def train_reward(env, accelerate_config: str | Path, model_dir: Path, root: Path, *train_config: str) -> Path:
+    """Launch the reward stage with 2 processes; check what every launch must leave; return the stage folder."""
+    overrides = [*train_overrides(model_dir, root, "rm", section="reward_train"), *train_config]
     write_pairs(overrides)
     launch(env, accelerate_config, ["-m", "recipes.reward"], overrides)
-    stage = root / "rm3" / "reward"
+    stage = root / "rm" / "reward"
     manifest = finished(stage)
     assert math.isfinite(manifest["metrics"]["train_loss"])
-    assert manifest["outputs_sha256"] == sha256_tree(stage)
-    return stage / "model"
+    assert manifest["outputs_sha256"] == sha256_tree(stage)  # hashed after both ranks stopped writing
+    return stage
+
+
+def test_zero2_reward_model(deepspeed_env, tiny_model_dir, tmp_path):
+    stage = train_reward(deepspeed_env, "zero2", tiny_model_dir, tmp_path)
+    assert_deepspeed_checkpoint(stage)
+    assert (stage / "model" / "adapter_model.safetensors").exists()
+    assert not [p.name for p in stage.iterdir() if p.name.startswith(".model.tmp")]  # one export, no leftovers
 
 
 def test_zero3_full_reward_model_exports_gathered_weights(deepspeed_env, partitioned_zero3, tiny_model_dir, tmp_path):
     from transformers import AutoModelForSequenceClassification
 
-    model_dir = train_zero3_reward(deepspeed_env, partitioned_zero3, tiny_model_dir, tmp_path, "reward_full")
+    model_dir = train_reward(deepspeed_env, partitioned_zero3, tiny_model_dir, tmp_path,
+                             "train@reward_train=reward_full") / "model"
     exported = AutoModelForSequenceClassification.from_pretrained(model_dir).state_dict()  # shapes are checked
     initial = AutoModelForSequenceClassification.from_pretrained(tiny_model_dir, num_labels=1).state_dict()
     assert exported.keys() == initial.keys()
@@ -168,7 +164,8 @@ def test_zero3_lora_reward_model_exports_a_whole_adapter(deepspeed_env, partitio
 
     from rewards.reward_io import load_reward
 
-    model_dir = train_zero3_reward(deepspeed_env, partitioned_zero3, tiny_model_dir, tmp_path, "reward")
+    model_dir = train_reward(deepspeed_env, partitioned_zero3, tiny_model_dir, tmp_path,
+                             "train@reward_train=reward") / "model"
     adapter = load_file(model_dir / "adapter_model.safetensors")
     assert adapter and all(t.numel() > 0 for t in adapter.values())  # no empty ZeRO-3 stubs
     assert any("lora_B" in n and t.abs().sum() > 0 for n, t in adapter.items())  # B starts at zero: it was trained
