@@ -79,15 +79,15 @@ def _check_group_sections(cfg: DictConfig) -> None:
                             f"to select a config file write {selector}={value}")
 
 
+WEIGHT_PREFIX = "principles.weights."
+
+
 def _weight_override(override: str) -> str:
     """`principles.weights.<id>=w` adds a key to an empty mapping, which struct mode refuses; `++` adds or sets it.
 
     The ids are checked against the rubric when the command starts (``check_command_options``).
     """
     return f"++{override}" if override.startswith(WEIGHT_PREFIX) else override
-
-
-WEIGHT_PREFIX = "principles.weights."
 
 
 def _hydra_message(exc: Exception) -> str:
