@@ -12,8 +12,9 @@ from pathlib import Path
 
 from benchmarks.common import write_result
 from recipes._entry import PROJECT_ROOT
+from recipes.stages import pipeline_names
 
-STAGE_ORDER = ("generate", "judge", "pairs", "reward", "dpo", "evaluate", "report")
+STAGE_ORDER = pipeline_names()
 
 
 def latest_finished_run(output_root: Path) -> Path | None:

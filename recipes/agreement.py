@@ -140,8 +140,7 @@ def work(ctx: StageContext) -> dict:
 
 
 def run(cfg: DictConfig) -> dict:
-    return run_stage(cfg, "agreement", work, ["agreement", "judge", "principles", "device", "seed"], inputs=[],
-                     uses_rubric=True)
+    return run_stage(cfg, "agreement", work)
 
 
 main = entry("agreement", run)

@@ -5,25 +5,25 @@ from __future__ import annotations
 import importlib
 import sys
 
-# Pipeline stages, in order. Each module under recipes/ exposes ``main(argv) -> int``.
-STAGES = ("generate", "judge", "pairs", "reward", "dpo", "evaluate", "report", "pipeline")
+from recipes.stages import STAGES as STAGE_SPECS
+from recipes.stages import pipeline_names
+
+# Pipeline stages, in order, then `pipeline` itself. Each module under recipes/ exposes ``main(argv) -> int``.
+STAGES = (*pipeline_names(), "pipeline")
 
 # Further commands: name -> (module, one-line help). Each module exposes ``main(argv) -> int``.
+# Stages outside the pipeline (grpo, rloo, agreement, ...) come from their registry entries.
 COMMANDS: dict[str, tuple[str, str]] = {
     "preview": ("recipes.preview", "rendered pairs, loss mask, token counts and truncation at max_length"),
     "plan": ("recipes.plan", "dry run: launch plan, per-GPU memory estimate, token budget (no weights)"),
-    "agreement": ("recipes.agreement", "judge accuracy on human preference pairs (CounselChat) vs length"),
     "principles": ("recipes.principles_cli", "principles validate|show|diff: check a rubric, print prompts, diff"),
-    "simulate-clients": ("recipes.simulate_clients", "client prompts from persona x topic x stage x risk, deduped"),
     "score": ("recipes.score", "per-principle scores of one (prompt, response) from a trained reward model"),
-    "reward-eval": ("recipes.reward_eval", "reward-model accuracy by principle, topic, length; baselines; CounselChat"),
-    "grpo": ("recipes.grpo", "online RLHF with TRL GRPOTrainer against the trained reward model"),
-    "rloo": ("recipes.rloo", "online RLHF with TRL RLOOTrainer against the trained reward model"),
     "runs": ("recipes.runs", "table of runs under outputs/ with key metrics and checkpoints"),
     "pull": ("recipes.pull", "pull <hub-id|path> [--to DIR]: copy a checkpoint with its model card"),
     "push": ("recipes.push", "push <checkpoint> <hub-id|path>: publish a checkpoint with its model card"),
     "evaluate-checkpoint": ("recipes.evaluate_checkpoint", "evaluate-checkpoint <path|hub-id>: evaluate a checkpoint"),
     "feedback": ("recipes.feedback", "judge a trainee's reply: per-principle scores, reasons, one suggestion"),
+    **{spec.cli_name: (spec.module, spec.help) for spec in STAGE_SPECS.values() if not spec.in_pipeline},
 }
 
 USAGE = """usage: counsel-align <command> [key=value ...] [--cfg]
@@ -45,8 +45,10 @@ def main(argv: list[str] | None = None) -> int:
         print(usage())
         return 0 if args else 2
     name, rest = args[0], args[1:]
-    if name in STAGES:
-        module_name = f"recipes.{name}"
+    if name in STAGE_SPECS and STAGE_SPECS[name].in_pipeline:
+        module_name = STAGE_SPECS[name].module
+    elif name == "pipeline":
+        module_name = "recipes.pipeline"
     elif name in COMMANDS:
         module_name = COMMANDS[name][0]
     else:

@@ -50,7 +50,7 @@ def run(cfg: DictConfig) -> dict:
 
         return print_plan(cfg)
     qlora_quantization_config(OmegaConf.to_container(cfg.train, resolve=True), "train")  # fail before any work
-    return run_stage(cfg, "dpo", work, ["model", "train", "seed"], inputs=["pairs"])
+    return run_stage(cfg, "dpo", work)
 
 
 main = entry("dpo", run)

@@ -19,8 +19,6 @@ from rewards.model_card import REWARD_MODEL_DIR
 from rewards.release_gate import gate_line
 from rewards.reward_model import RewardScorer
 
-CONFIG_KEYS = ["model", "judge", "evaluate", "principles", "device", "seed"]
-
 
 def work(ctx: StageContext) -> dict:
     cfg = ctx.cfg
@@ -67,7 +65,7 @@ def run_checkpoint(cfg: DictConfig) -> dict:
         if base and base != cfg.model.name_or_path:
             print(f"[counsel-align] evaluate: base model from the checkpoint card: {base}", flush=True)
             cfg.model.name_or_path = base
-    return run_stage(cfg, "evaluate", checkpoint_work, CONFIG_KEYS, inputs=[], uses_rubric=True)
+    return run_stage(cfg, "evaluate", checkpoint_work, inputs=[])  # needs no other stage
 
 
 def enforce_gate(cfg: DictConfig, metrics: dict) -> None:
@@ -84,8 +82,7 @@ def run(cfg: DictConfig) -> dict:
     if cfg.evaluate.checkpoint:
         manifest = run_checkpoint(cfg)
     else:
-        manifest = run_stage(cfg, "evaluate", work, CONFIG_KEYS, inputs=["generate", "reward", "dpo"],
-                             uses_rubric=True)
+        manifest = run_stage(cfg, "evaluate", work)
     enforce_gate(cfg, manifest["metrics"])
     return manifest
 

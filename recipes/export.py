@@ -7,6 +7,7 @@ from pathlib import Path
 from omegaconf import DictConfig, OmegaConf
 
 from recipes._entry import project_path
+from recipes.stages import upstream
 from rewards.artifacts import read_manifest, sha256_file
 from rewards.model_card import build_card, export_checkpoint, weights_kind
 from rewards.rubric import load_rubric
@@ -25,7 +26,7 @@ def _stage(run_dir: Path, stage: str) -> dict:
 def data_facts(cfg: DictConfig, run_dir: Path) -> dict:
     """Hashes and counts of every artifact the checkpoint was made from."""
     facts: dict = {"prompts_source": str(cfg.data.prompts)}
-    for stage in ("generate", "judge", "pairs", "reward", "dpo"):
+    for stage in upstream("evaluate"):
         manifest = _stage(run_dir, stage)
         if manifest:
             facts[f"{stage}_sha256"] = manifest["outputs_sha256"]

@@ -18,13 +18,19 @@ from rewards.prompts import load_prompts, select_prompts, split_of
 
 
 def selected_prompts(cfg: DictConfig) -> list[dict]:
-    prompts = load_prompts(project_path(cfg.data.prompts))
+    source = project_path(cfg.data.prompts)
+    prompts = load_prompts(source)
     topics = list(cfg.data.topics) if cfg.data.topics else None
     rows = []
     for split, limit in (("train", cfg.data.max_train_prompts), ("test", cfg.data.max_test_prompts)):
         for prompt in select_prompts(prompts, split, cfg.data.test_fraction, limit, topics):
             assert split_of(prompt.id, cfg.data.test_fraction) == split
             rows.append({**prompt.as_dict(), "split": split})
+    if not rows:  # a stage that "finishes" with nothing to generate only moves the failure downstream
+        raise UserError(f"data.prompts: no prompts selected from {source} ({len(prompts)} read; data.topics="
+                        f"{topics}, data.max_train_prompts={cfg.data.max_train_prompts}, data.max_test_prompts="
+                        f"{cfg.data.max_test_prompts}); add prompts there or point data.prompts at a file or folder "
+                        "that has some")
     return rows
 
 
@@ -92,7 +98,7 @@ def check_failures(cfg: DictConfig, failed: list[dict], n_requested: int) -> Non
 
 def run(cfg: DictConfig) -> dict:
     forget_failed_run(run_dir_of(cfg) / "generate")
-    return run_stage(cfg, "generate", work, ["model", "data", "generate", "seed"], inputs=[])
+    return run_stage(cfg, "generate", work)
 
 
 main = entry("generate", run)

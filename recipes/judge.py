@@ -132,7 +132,7 @@ def report_failures(cfg: DictConfig, n_input: int, failures: FailureTally) -> No
 
 def run(cfg: DictConfig) -> dict:
     forget_failed_run(run_dir_of(cfg) / "judge")
-    return run_stage(cfg, "judge", work, ["judge", "principles", "device"], inputs=["generate"], uses_rubric=True)
+    return run_stage(cfg, "judge", work)
 
 
 main = entry("judge", run)

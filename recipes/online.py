@@ -45,7 +45,7 @@ def make_main(method: str) -> Callable[[list[str] | None], int]:
     """Entry point; selects configs/train/<method>.yaml unless the user picked another `train=` config."""
 
     def run(cfg: DictConfig) -> dict:
-        return run_stage(cfg, method, work, ["model", "train", "seed"], inputs=["generate", "reward"])
+        return run_stage(cfg, method, work)
 
     stage_main = entry(method, run)
 

@@ -39,8 +39,7 @@ def work(ctx: StageContext) -> dict:
 
 
 def run(cfg: DictConfig) -> dict:
-    return run_stage(cfg, "pairs", work, ["pairs", "principles", "seed"], inputs=["generate", "judge"],
-                     uses_rubric=True)
+    return run_stage(cfg, "pairs", work)
 
 
 main = entry("pairs", run)

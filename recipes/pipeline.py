@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
+import importlib
+
 from omegaconf import DictConfig
 
-from recipes import dpo, evaluate, generate, judge, pairs, report, reward
 from recipes._entry import entry, project_path
+from recipes.stages import pipeline_stages
 from rewards.rubric import load_rubric
-
-STAGES = (generate, judge, pairs, reward, dpo, evaluate, report)
 
 
 def run(cfg: DictConfig) -> None:
@@ -18,8 +18,8 @@ def run(cfg: DictConfig) -> None:
 
         print_plan(cfg)
         return
-    for stage in STAGES:
-        stage.run(cfg)
+    for spec in pipeline_stages():
+        importlib.import_module(spec.module).run(cfg)
 
 
 main = entry("pipeline", run)

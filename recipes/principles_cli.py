@@ -14,6 +14,7 @@ import sys
 from pathlib import Path
 
 from recipes._entry import PROJECT_ROOT, project_path
+from recipes.stages import stage_order
 from rewards.artifacts import read_jsonl, read_manifest
 from rewards.errors import UserError
 from rewards.judges.base import JudgeItem, pairwise_messages, rubric_system_prompt, score_messages
@@ -32,7 +33,7 @@ from rewards.rubric import Principle, Rubric, load_rubric
 DEFAULT_RUBRIC = PROJECT_ROOT / "principles" / "psychocounsel.yaml"
 EXAMPLE = JudgeItem("I haven't slept properly in weeks and I keep snapping at my kids.",
                     "That sounds exhausting. What usually keeps you awake at night?")
-STAGE_ORDER = ("generate", "judge", "pairs", "reward", "dpo", "evaluate", "report")
+STAGE_ORDER = stage_order()
 
 
 # -- validate ---------------------------------------------------------------------------------------

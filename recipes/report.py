@@ -6,15 +6,21 @@ from omegaconf import DictConfig
 
 from recipes._entry import StageContext, entry, run_stage
 from recipes.evaluation_page import evaluation_sections, load_histories
+from recipes.stages import stage_spec
 from rewards.artifacts import atomic_write_json, atomic_write_text, read_jsonl, read_manifest
 from rewards.html_report import Section, render_html, render_sections_markdown
-from rewards.report import plot_candidate_scores, plot_principles, plot_rewards, plot_stage_seconds, render_markdown
-
-STAGES = ("generate", "judge", "pairs", "reward", "dpo", "evaluate")
+from rewards.report import (
+    plot_candidate_scores,
+    plot_principles,
+    plot_rewards,
+    plot_stage_seconds,
+    reading_note,
+    render_markdown,
+)
 
 
 def work(ctx: StageContext) -> dict:
-    manifests = {stage: read_manifest(ctx.input_dir(stage)) for stage in STAGES}
+    manifests = {stage: read_manifest(ctx.input_dir(stage)) for stage in stage_spec("report").input_stages}
     counts = {stage: m["counts"] for stage, m in manifests.items()}
     evaluation = manifests["evaluate"]["metrics"]
     reward = manifests["reward"]["metrics"]
@@ -52,6 +58,7 @@ def work(ctx: StageContext) -> dict:
         "base_principles": evaluation["base_principles"], "dpo_principles": evaluation["dpo_principles"],
         "model": reward["base_model"], "rubric": ctx.cfg.principles.path,
         "rubric_sha256": manifests["judge"]["rubric_sha256"], "judge": evaluation["judge"]["backend"],
+        "judge_config": evaluation["judge"],
     }
     atomic_write_json(ctx.dir / "metrics.json", metrics)
     sections = evaluation_sections(ctx.dir, evaluation, rows, load_histories(ctx.run_dir))
@@ -78,8 +85,7 @@ def write_html(ctx: StageContext, metrics: dict, extra: dict, sections: list[Sec
         Section("Judge scores of all candidates", images=[("candidate_scores.png", "candidate judge scores")]),
         Section("Time per stage (seconds)", "", ["stage", "seconds"],
                 [[k, v] for k, v in metrics["stage_seconds"].items()], [("stage_seconds.png", "time per stage")]),
-        Section("Reading these numbers", "The quickstart uses a 135M-parameter model as generator, judge, reward "
-                "model and policy on a few dozen prompts: it shows the method end to end, not counseling quality."),
+        Section("Reading these numbers", reading_note(extra["judge_config"], extra["n_test_prompts"])),
     ]
     subtitle = (f"model {extra['model']} · rubric {extra['rubric']} (sha256 {extra['rubric_sha256'][:12]}) · "
                 f"judge {extra['judge']}")
@@ -88,7 +94,7 @@ def write_html(ctx: StageContext, metrics: dict, extra: dict, sections: list[Sec
 
 
 def run(cfg: DictConfig) -> dict:
-    return run_stage(cfg, "report", work, [], inputs=list(STAGES))
+    return run_stage(cfg, "report", work)
 
 
 main = entry("report", run)

@@ -131,7 +131,7 @@ def _last_checkpoint(ctx: StageContext) -> str | None:
 
 
 def run(cfg: DictConfig) -> dict:
-    return run_stage(cfg, "reward", work, ["model", "reward_train", "seed"], inputs=["pairs"])
+    return run_stage(cfg, "reward", work)
 
 
 main = entry("reward", run)

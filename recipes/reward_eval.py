@@ -140,8 +140,7 @@ def render_report(run: str, metrics: dict) -> str:
 
 
 def run(cfg: DictConfig) -> dict:
-    return run_stage(cfg, "reward_eval", work, ["model", "reward_eval", "principles", "seed"],
-                     inputs=["pairs", "reward"], uses_rubric=True)
+    return run_stage(cfg, "reward_eval", work)
 
 
 main = entry("reward-eval", run)

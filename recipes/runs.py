@@ -9,9 +9,9 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from recipes.export import CHECKPOINT_DIR
+from recipes.stages import stage_order
 from rewards.artifacts import read_manifest
 
-STAGE_ORDER = ("generate", "judge", "pairs", "reward", "dpo", "evaluate", "report")
 COLUMNS = ("run", "stages", "finished", "rm_acc", "win_rate [CI]", "pass base->trained", "release", "checkpoint")
 
 
@@ -31,7 +31,7 @@ def run_summary(run_dir: Path) -> dict | None:
     finished = max(m.get("finished_at", "") for m in manifests.values())
     return {
         "run": run_dir.name,
-        "stages": [s for s in STAGE_ORDER if s in manifests] + sorted(set(manifests) - set(STAGE_ORDER)),
+        "stages": [s for s in stage_order() if s in manifests] + sorted(set(manifests) - set(stage_order())),
         "finished_at": finished,
         "rm_accuracy": manifests.get("reward", {}).get("metrics", {}).get("rm_accuracy"),
         "win_rate": evaluation.get("win_rate"),

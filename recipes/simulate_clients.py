@@ -49,7 +49,7 @@ def work(ctx: StageContext) -> dict:
 
 
 def run(cfg: DictConfig) -> dict:
-    return run_stage(cfg, "simulate", work, ["simulate", "model", "seed", "device"], inputs=[])
+    return run_stage(cfg, "simulate", work)
 
 
 main = entry("simulate-clients", run)

@@ -127,8 +127,20 @@ Model: `{extra['model']}` · rubric `{extra['rubric']}` (sha256 `{extra['rubric_
 ![stage seconds](stage_seconds.png)
 
 ## Reading these numbers
-The quickstart uses a 135M-parameter model as generator, judge, reward model and policy, on a few dozen
-prompts. It demonstrates the method end to end; its judge is weak and its test set is small, so the
-figures above are not evidence about counseling quality. Point `model=` and `judge=` at larger models
-for meaningful results.
+{reading_note(extra['judge_config'], extra['n_test_prompts'])}
 """
+
+
+EMBEDDED_SMALL_JUDGE = "embedded:smollm2-135m-instruct"
+
+
+def reading_note(judge: dict, n_test_prompts: int) -> str:
+    """How far the figures can be trusted: the 135M caveat only when the judge is the embedded 135M model."""
+    if judge.get("backend") == "local" and judge.get("model") == EMBEDDED_SMALL_JUDGE:
+        return ("The judge is the embedded 135M-parameter model (the quickstart also uses it as generator, reward "
+                "model and policy). It demonstrates the method end to end; its judge is weak, so the figures above "
+                "are not evidence about counseling quality. Point `model=` and `judge=` at larger models for "
+                "meaningful results.")
+    return (f"Scores come from the judge `{judge.get('model')}` ({judge.get('backend')}) on {n_test_prompts} held-out "
+            "prompts; the win rate's interval says how much the test set allows, and `counsel-align agreement` "
+            "how often this judge agrees with human preferences.")

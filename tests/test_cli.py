@@ -69,3 +69,18 @@ def test_cfg_prints_the_composed_config():
     assert result.returncode == 0
     cfg = yaml.safe_load(result.stdout)
     assert cfg["model"]["name_or_path"] == "embedded:smollm2-135m-instruct" and cfg["run"] == "quickstart"
+
+
+def test_a_mistyped_option_is_refused_before_any_stage_runs(tmp_path):
+    result = _run("pipeline", "train.learning_rate=abc", f"output_root={tmp_path}")
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    lines = _error_lines(result)
+    assert len(lines) == 1 and "train.learning_rate='abc' is not a number" in lines[0]
+    assert not list(tmp_path.iterdir())  # no stage started
+
+
+def test_a_weight_for_an_unknown_principle_is_refused_at_start(tmp_path):
+    result = _run("pairs", "principles.weights.clartiy=0.5", f"output_root={tmp_path}")
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    lines = _error_lines(result)
+    assert len(lines) == 1 and "clartiy" in lines[0] and "clarity" in lines[0]

@@ -1,15 +1,17 @@
 """The whole pipeline on a tiny random model: artifacts, counts, manifests, skip and resume."""
 
 import json
+import shutil
 
 import pytest
 
 from recipes import pipeline
 from recipes._entry import compose_config
+from recipes.stages import pipeline_names
 from rewards.artifacts import read_jsonl
-from tests.conftest import tiny_overrides
+from tests.conftest import PROJECT_ROOT, tiny_overrides
 
-STAGES = ["generate", "judge", "pairs", "reward", "dpo", "evaluate", "report"]
+STAGES = list(pipeline_names())
 METRIC_KEYS = {"n_prompts", "n_candidates", "n_pairs", "rm_accuracy", "rm_length_baseline", "base_score",
                "dpo_score", "win_rate", "stage_seconds"}
 
@@ -17,7 +19,8 @@ METRIC_KEYS = {"n_prompts", "n_candidates", "n_pairs", "rm_accuracy", "rm_length
 @pytest.fixture(scope="module")
 def finished_run(tiny_model_dir, tmp_path_factory):
     root = tmp_path_factory.mktemp("runs")
-    overrides = tiny_overrides(tiny_model_dir, root)
+    redflags = shutil.copytree(PROJECT_ROOT / "data" / "redflags", root / "redflags")  # a suite the tests may edit
+    overrides = [*tiny_overrides(tiny_model_dir, root), f"evaluate.redflags={redflags}", "evaluate.redflag_limit=4"]
     assert pipeline.main(overrides) == 0
     return root / "t", overrides
 
@@ -34,6 +37,40 @@ def test_every_stage_writes_outputs_and_a_manifest(finished_run):
     assert len(judge_manifest["rubric_sha256"]) == 64
     assert (run_dir / "dpo" / "model" / "adapter_config.json").exists()
     assert (run_dir / "reward" / "model" / "adapter_config.json").exists()
+
+
+def test_every_manifest_records_the_rubric_hash_and_code_version(finished_run):
+    run_dir, _ = finished_run
+    rubric = json.loads((run_dir / "judge" / "manifest.json").read_text())["rubric_sha256"]
+    for stage in STAGES[1:]:  # everything downstream of judging, including reward, dpo and report
+        manifest = json.loads((run_dir / stage / "manifest.json").read_text())
+        assert manifest["rubric_sha256"] == rubric, stage
+    for stage in STAGES:
+        code = json.loads((run_dir / stage / "manifest.json").read_text())["code_version"]
+        assert set(code) == {"commit", "dirty", "package"}
+    generate = json.loads((run_dir / "generate" / "manifest.json").read_text())
+    assert list(generate["input_files"]) == ["data/prompts"]
+
+
+def test_editing_the_redflag_suite_reruns_evaluate(finished_run, capsys):
+    from recipes import evaluate
+
+    run_dir, overrides = finished_run
+    suite = next(p for p in sorted((run_dir.parent / "redflags").glob("*.jsonl")))
+    original = suite.read_text()
+    cfg = compose_config(overrides)
+    before = json.loads((run_dir / "evaluate" / "manifest.json").read_text())
+    try:
+        suite.write_text(original.replace('"message": "', '"message": "Edited: ', 1))
+        capsys.readouterr()
+        after = evaluate.run(cfg)
+        assert "evaluate: running" in capsys.readouterr().out
+        assert after["fingerprint"] != before["fingerprint"]
+        assert after["input_files"][str(run_dir.parent / "redflags")] != before["input_files"][
+            str(run_dir.parent / "redflags")]
+    finally:  # put the suite and the evaluation back so later tests see the finished run unchanged
+        suite.write_text(original)
+        assert evaluate.run(cfg)["fingerprint"] == before["fingerprint"]
 
 
 def test_report_has_metrics_and_plots(finished_run):

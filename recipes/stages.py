@@ -1,0 +1,111 @@
+"""The stage registry: one declaration per stage, read by the CLI, the pipeline, plan, report, runs and the fingerprint.
+
+A new stage is one ``StageSpec`` entry below plus its ``recipes/<module>.py`` (whose ``run(cfg)`` calls
+``run_stage(cfg, name, work)``); everything else (command list, pipeline order, option checks, fingerprint inputs,
+report and runs ordering) follows from the entry.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class StageSpec:
+    """What a stage is and what it reads; its fingerprint covers all of it."""
+
+    name: str  # the folder under outputs/<run>/ and the manifest's "stage"
+    module: str  # recipes module exposing ``main(argv) -> int`` (and ``run(cfg)`` for pipeline stages)
+    help: str  # one line for `counsel-align --help`
+    input_stages: tuple[str, ...] = ()  # stages whose finished outputs this one reads
+    # Config keys whose values are files or folders the stage reads; their content is hashed into the fingerprint.
+    # ``section.list[*].field`` names a field of every item of a list. Values that are no existing path (null,
+    # "base", a hub id) are skipped.
+    input_paths: tuple[str, ...] = ()
+    config_keys: tuple[str, ...] = ()  # config sections whose values are part of the fingerprint
+    uses_rubric: bool = False  # reads principles/*.yaml itself (else its rubric hash is inherited from its inputs)
+    in_pipeline: bool = False  # run by `counsel-align pipeline`, in registry order
+    command: str = ""  # CLI name when it differs from ``name``
+
+    @property
+    def cli_name(self) -> str:
+        return self.command or self.name
+
+
+_SPECS = (
+    StageSpec("generate", "recipes.generate", "select client prompts, generate candidate replies from the pool",
+              input_paths=("data.prompts", "generate.pool[*].system_prompt_file"),
+              config_keys=("model", "data", "generate", "seed"), in_pipeline=True),
+    StageSpec("judge", "recipes.judge", "score every candidate on every principle with the judge",
+              input_stages=("generate",), config_keys=("judge", "principles", "device"), uses_rubric=True,
+              in_pipeline=True),
+    StageSpec("pairs", "recipes.pairs", "weighted chosen/rejected pairs per split from the judge scores",
+              input_stages=("generate", "judge"), config_keys=("pairs", "principles", "seed"), uses_rubric=True,
+              in_pipeline=True),
+    StageSpec("reward", "recipes.reward", "train and export the reward model on the train pairs",
+              input_stages=("pairs",), config_keys=("model", "reward_train", "seed"), in_pipeline=True),
+    StageSpec("dpo", "recipes.dpo", "align the policy with DPO on the train pairs",
+              input_stages=("pairs",), config_keys=("model", "train", "seed"), in_pipeline=True),
+    StageSpec("evaluate", "recipes.evaluate", "win rate, red-flag suite and release gate; export the checkpoint",
+              input_stages=("generate", "reward", "dpo"), input_paths=("evaluate.redflags", "evaluate.reference"),
+              config_keys=("model", "judge", "evaluate", "principles", "device", "seed"), uses_rubric=True,
+              in_pipeline=True),
+    StageSpec("report", "recipes.report", "metrics.json, report.md, report.html and plots from every manifest",
+              input_stages=("generate", "judge", "pairs", "reward", "dpo", "evaluate"), in_pipeline=True),
+    StageSpec("grpo", "recipes.grpo", "online RLHF with TRL GRPOTrainer against the trained reward model",
+              input_stages=("generate", "reward"), config_keys=("model", "train", "seed")),
+    StageSpec("rloo", "recipes.rloo", "online RLHF with TRL RLOOTrainer against the trained reward model",
+              input_stages=("generate", "reward"), config_keys=("model", "train", "seed")),
+    StageSpec("agreement", "recipes.agreement", "judge accuracy on human preference pairs (CounselChat) vs length",
+              input_paths=("agreement.source",), config_keys=("agreement", "judge", "principles", "device", "seed"),
+              uses_rubric=True),
+    StageSpec("simulate", "recipes.simulate_clients", "client prompts from persona x topic x stage x risk, deduped",
+              input_paths=("simulate.personas",), config_keys=("simulate", "model", "seed", "device"),
+              command="simulate-clients"),
+    StageSpec("reward_eval", "recipes.reward_eval",
+              "reward-model accuracy by principle, topic, length; baselines; CounselChat",
+              input_stages=("pairs", "reward"), input_paths=("reward_eval.counselchat",),
+              config_keys=("model", "reward_eval", "principles", "seed"), uses_rubric=True, command="reward-eval"),
+)
+
+STAGES: dict[str, StageSpec] = {spec.name: spec for spec in _SPECS}
+
+
+def stage_spec(name: str) -> StageSpec:
+    try:
+        return STAGES[name]
+    except KeyError:
+        raise KeyError(f"stage {name!r} is not declared in recipes/stages.py; add a StageSpec for it") from None
+
+
+def pipeline_stages() -> list[StageSpec]:
+    """The stages `counsel-align pipeline` runs, in order."""
+    return [spec for spec in _SPECS if spec.in_pipeline]
+
+
+def pipeline_names() -> tuple[str, ...]:
+    return tuple(spec.name for spec in pipeline_stages())
+
+
+def stage_order() -> tuple[str, ...]:
+    """Every declared stage: pipeline stages first, in run order (for tables and reports)."""
+    return pipeline_names() + tuple(spec.name for spec in _SPECS if not spec.in_pipeline)
+
+
+def upstream(name: str) -> tuple[str, ...]:
+    """Every stage whose outputs ``name`` depends on, directly or not, in registry order."""
+    seen: set[str] = set()
+    todo = list(stage_spec(name).input_stages)
+    while todo:
+        current = todo.pop()
+        if current not in seen:
+            seen.add(current)
+            todo.extend(stage_spec(current).input_stages)
+    return tuple(spec.name for spec in _SPECS if spec.name in seen)
+
+
+def stages_of_command(command: str) -> list[StageSpec]:
+    """The stages a CLI command will run (the pipeline: all of its stages; a stage: itself; others: none)."""
+    if command == "pipeline":
+        return pipeline_stages()
+    return [spec for spec in _SPECS if command in (spec.name, spec.cli_name)]
