@@ -104,12 +104,16 @@ def _score(value: object, source: str, column: str) -> float:
         raise UserError(f"{source}: column {column!r} holds {value!r}, not a number") from None
 
 
-def pairs_from_ranked(rows: list[dict], columns: RankedColumns, source: str = "<table>",
-                      min_score_gap: float = 1.0, config_key: str = "agreement.columns") -> list[dict]:
-    """Every two answers to the same question whose scores differ by at least ``min_score_gap`` give a pair."""
+def group_answers(rows: list[dict], columns: RankedColumns, source: str = "<table>",
+                  config_key: str = "agreement.columns") -> dict[str, dict]:
+    """Answers grouped by question key: ``{group: {"prompt", "topic", "split", "answers": [{response, score}]}}``.
+
+    Exact duplicate answers of a question are dropped, and a question with rows in several splits belongs to the
+    earliest of train, val, test, so no val/test question leaks into training (CounselChat has both defects).
+    """
     require_columns(rows, {k: getattr(columns, k) for k in ("prompt", "response", "score", "group", "topic",
                                                             "split")}, source, config_key)
-    groups: dict[str, list[dict]] = defaultdict(list)
+    groups: dict[str, dict] = {}
     splits: dict[str, set[str]] = defaultdict(set)
     seen: set[tuple[str, str]] = set()
     for row in rows:
@@ -121,22 +125,30 @@ def pairs_from_ranked(rows: list[dict], columns: RankedColumns, source: str = "<
         if (group, response) in seen:  # the same answer listed twice (CounselChat repeats 120 answers)
             continue
         seen.add((group, response))
-        groups[group].append({
-            "prompt": prompt, "response": response, "score": _score(row[columns.score], source, columns.score),
-            "topic": str(row[columns.topic]) if columns.topic and row[columns.topic] else "unknown",
-        })
+        entry = groups.setdefault(group, {
+            "prompt": prompt, "answers": [],
+            "topic": str(row[columns.topic]) if columns.topic and row[columns.topic] else "unknown"})
+        entry["answers"].append({"response": response,
+                                 "score": _score(row[columns.score], source, columns.score)})
+    for group, entry in groups.items():
+        entry["split"] = min(splits[group], key=_split_rank)
+        entry["prompt_id"] = f"h-{_digest(group)}"
+    return dict(sorted(groups.items()))
+
+
+def pairs_from_ranked(rows: list[dict], columns: RankedColumns, source: str = "<table>",
+                      min_score_gap: float = 1.0, config_key: str = "agreement.columns") -> list[dict]:
+    """Every two answers to the same question whose scores differ by at least ``min_score_gap`` give a pair."""
     pairs = []
-    for group, answers in sorted(groups.items()):
-        split = min(splits[group], key=_split_rank)
-        prompt_id = f"h-{_digest(group)}"
-        for first, second in itertools.combinations(answers, 2):
+    for group, question in group_answers(rows, columns, source, config_key).items():
+        for first, second in itertools.combinations(question["answers"], 2):
             if abs(first["score"] - second["score"]) < min_score_gap:
                 continue
             chosen, rejected = (first, second) if first["score"] > second["score"] else (second, first)
             pairs.append({
-                "pair_id": _digest(group, chosen["response"], rejected["response"]), "prompt_id": prompt_id,
-                "prompt": answers[0]["prompt"], "chosen": chosen["response"], "rejected": rejected["response"],
-                "topic": answers[0]["topic"], "split": split,
+                "pair_id": _digest(group, chosen["response"], rejected["response"]),
+                "prompt_id": question["prompt_id"], "prompt": question["prompt"], "chosen": chosen["response"],
+                "rejected": rejected["response"], "topic": question["topic"], "split": question["split"],
                 "chosen_score": chosen["score"], "rejected_score": rejected["score"],
             })
     return pairs
