@@ -5,8 +5,8 @@ from __future__ import annotations
 import importlib
 import sys
 
-# Pipeline stages, in order. Each module under recipes/ exposes ``main(argv) -> int``.
-STAGES = ("generate", "judge", "pairs", "reward", "dpo", "evaluate", "report", "pipeline")
+# Pipeline stages, in order (sft runs only with train.init_from=sft). Each module exposes ``main(argv) -> int``.
+STAGES = ("sft", "generate", "judge", "pairs", "reward", "dpo", "evaluate", "report", "pipeline")
 
 # Further commands: name -> (module, one-line help). Each module exposes ``main(argv) -> int``.
 COMMANDS: dict[str, tuple[str, str]] = {
@@ -18,6 +18,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "score": ("recipes.score", "per-principle scores of one (prompt, response) from a trained reward model"),
     "reward-eval": ("recipes.reward_eval", "reward-model accuracy by principle, topic, length; baselines; CounselChat"),
     "grpo": ("recipes.grpo", "online RLHF with TRL GRPOTrainer against the trained reward model"),
+    "kto": ("recipes.kto", "KTO on unpaired human signal (top-voted vs unvoted CounselChat answers), LoRA"),
     "rloo": ("recipes.rloo", "online RLHF with TRL RLOOTrainer against the trained reward model"),
     "runs": ("recipes.runs", "table of runs under outputs/ with key metrics and checkpoints"),
     "pull": ("recipes.pull", "pull <hub-id|path> [--to DIR]: copy a checkpoint with its model card"),
@@ -29,7 +30,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
 USAGE = """usage: counsel-align <command> [key=value ...] [--cfg]
 
 stages: {stages}
-  pipeline runs every stage in order, skipping finished ones.
+  pipeline runs every stage in order, skipping finished ones (sft first with train.init_from=sft).
 {commands}
 example: counsel-align pipeline run=demo data.max_train_prompts=16"""
 

@@ -4,11 +4,16 @@ from __future__ import annotations
 
 from omegaconf import DictConfig
 
-from recipes import dpo, evaluate, generate, judge, pairs, report, reward
+from recipes import dpo, evaluate, generate, judge, pairs, report, reward, sft
 from recipes._entry import entry, project_path
 from rewards.rubric import load_rubric
 
 STAGES = (generate, judge, pairs, reward, dpo, evaluate, report)
+
+
+def stages(cfg: DictConfig) -> list:
+    """SFT on human replies runs first when DPO starts from it (``train.init_from=sft``)."""
+    return [sft, *STAGES] if dpo.init_from(cfg) == "sft" else list(STAGES)
 
 
 def run(cfg: DictConfig) -> None:
@@ -18,7 +23,7 @@ def run(cfg: DictConfig) -> None:
 
         print_plan(cfg)
         return
-    for stage in STAGES:
+    for stage in stages(cfg):
         stage.run(cfg)
 
 
