@@ -8,33 +8,11 @@ from pathlib import Path
 import pytest
 
 from recipes._entry import compose_config
-from rewards.artifacts import atomic_write_json, atomic_write_jsonl, read_jsonl, sha256_file, sha256_tree
+from rewards.artifacts import read_jsonl, sha256_file
 from rewards.errors import UserError
 from rewards.human_prefs import parse_human_sources, weighted_sample
 from tests.conftest import tiny_overrides
-from tests.test_sft_kto import write_counselchat_like
-
-PROMPTS = [
-    {"id": "p1", "topic": "grief", "text": "My dog died and the house feels empty.", "split": "train"},
-    {"id": "p2", "topic": "work", "text": "My manager shouts at me in meetings.", "split": "train"},
-    {"id": "p3", "topic": "sleep", "text": "I wake up at four every night.", "split": "test"},
-]
-
-
-def finish_stage(stage_dir: Path) -> None:
-    """Stand in for a finished stage: its files plus a manifest with their hash."""
-    atomic_write_json(stage_dir / "manifest.json", {"stage": stage_dir.name, "outputs_sha256": sha256_tree(stage_dir)})
-
-
-def judged_run(run_dir: Path, rubric) -> None:
-    """A finished generate + judge: two scored replies per prompt, the first always better."""
-    atomic_write_jsonl(run_dir / "generate" / "prompts.jsonl", PROMPTS)
-    finish_stage(run_dir / "generate")
-    judged = [{"prompt_id": p["id"], "source": source, "response": f"{source} reply to {p['id']}",
-               "scores": {pid: score for pid in rubric.ids}}
-              for p in PROMPTS for source, score in (("counselor", 4.5), ("assistant", 2.0))]
-    atomic_write_jsonl(run_dir / "judge" / "judged.jsonl", judged)
-    finish_stage(run_dir / "judge")
+from tests.human_data import judged_run, write_counselchat_like
 
 
 @pytest.fixture

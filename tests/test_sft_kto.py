@@ -12,41 +12,7 @@ from recipes._entry import compose_config
 from rewards.errors import UserError
 from rewards.human_training import kto_examples, load_train_questions, sft_examples
 from tests.conftest import tiny_overrides
-
-COLUMNS = ["questionID", "questionTitle", "questionText", "questionLink", "topic", "therapistInfo", "therapistURL",
-           "answerText", "upvotes", "views", "split"]
-
-
-def answer(link: str, question: str, text: str, upvotes: int, split: str = "train", qid: str = "1") -> dict:
-    return {"questionID": qid, "questionTitle": question[:20], "questionText": question, "questionLink": link,
-            "topic": "anxiety", "therapistInfo": "T", "therapistURL": f"u/{text[:8]}", "answerText": text,
-            "upvotes": str(upvotes), "views": "10", "split": split}
-
-
-def write_counselchat_like(path: Path) -> Path:
-    """Four train questions (one nobody voted on, one listed twice under a second id), one val and one test question."""
-    money = "My partner and I argue about money and I feel alone."
-    rows = [
-        answer("q/sleep", "I feel anxious and I cannot sleep at night.", "What goes through your mind at night?", 3),
-        answer("q/sleep", "I feel anxious and I cannot sleep at night.", "Try to sleep more.", 0),
-        answer("q/sleep", "I feel anxious and I cannot sleep at night.", "Sleep is overrated.", 0),
-        answer("q/sleep", "I feel anxious and I cannot sleep at night.", "What goes through your mind at night?", 3,
-               qid="7"),
-        answer("q/money", money, "That sounds lonely. Tell me more.", 2),
-        answer("q/money", money, "Leave them.", 0),
-        answer("q/alone", "I feel alone at work.", "Feeling alone at work is hard.", 1),
-        answer("q/alone", "I feel alone at work.", "Everyone feels that.", 0),
-        answer("q/novote", "Is it normal to cry?", "Yes.", 0),
-        answer("q/novote", "Is it normal to cry?", "It is very normal.", 0),
-        answer("q/val", "A held-out val question.", "A val answer with votes.", 5, split="val"),
-        answer("q/val", "A held-out val question.", "Another val answer.", 0, split="val"),
-        answer("q/test", "A held-out test question.", "A test answer with votes.", 4, split="test"),
-    ]
-    with open(path, "w", encoding="utf-8", newline="") as handle:
-        writer = csv.DictWriter(handle, fieldnames=COLUMNS)
-        writer.writeheader()
-        writer.writerows(rows)
-    return path
+from tests.human_data import COLUMNS, answer, judged_run, write_counselchat_like
 
 
 @pytest.fixture
@@ -117,3 +83,54 @@ def test_kto_stage_trains_and_writes_an_adapter(tiny_model_dir, tmp_path, human_
     assert manifest["metrics"]["steps"] == 2
     history = json.loads((out / "log_history.json").read_text())
     assert any("loss" in h for h in history)
+
+
+def weights(folder: Path) -> dict:
+    from safetensors.torch import load_file
+
+    return load_file(str(folder / "model.safetensors"))
+
+
+def test_dpo_from_sft_starts_from_the_sft_weights(tiny_model_dir, tmp_path, human_csv, rubric):
+    import torch
+
+    from recipes import dpo, pairs, pipeline, sft
+
+    judged_run(tmp_path / "t", rubric)
+    overrides = [*stage_overrides(tiny_model_dir, tmp_path, human_csv), "sft.learning_rate=0.05",
+                 "train.init_from=sft", "train.max_steps=1", "train.learning_rate=0.0"]
+    cfg = compose_config(overrides)
+    assert pipeline.stages(cfg)[0] is sft  # the pipeline runs sft first when DPO starts from it
+    pairs.run(cfg)
+    with pytest.raises(UserError, match="run `counsel-align sft` first"):
+        dpo.run(compose_config(overrides))
+    sft.run(compose_config(overrides))
+    manifest = dpo.run(compose_config(overrides))
+    assert "sft" in manifest["inputs"] and manifest["metrics"]["init_from"] == "sft"
+    model = tmp_path / "t" / "dpo" / "model"
+    assert not (model / "adapter_config.json").exists()  # merged over the SFT model: loadable without it
+    trained, start, base = weights(model), weights(tmp_path / "t" / "sft" / "merged"), weights(tiny_model_dir)
+    name = "model.layers.0.mlp.down_proj.weight"
+    assert torch.equal(trained[name], start[name])  # learning rate 0: the DPO policy is exactly the SFT model
+    assert not torch.equal(start[name], base[name])
+
+
+@pytest.mark.parametrize("loss_type", ["ipo", "robust"])
+def test_dpo_loss_type_passes_through_to_trl(tiny_model_dir, tiny_tokenizer, tmp_path, loss_type):
+    import math
+
+    from datasets import Dataset
+
+    from rewards.policy import build_dpo_trainer
+
+    cfg = compose_config([*tiny_overrides(tiny_model_dir, tmp_path), f"train.loss_type={loss_type}",
+                          "train.max_steps=1", "train.label_smoothing=0.1" if loss_type == "robust" else "seed=1"])
+    train_cfg = {k: v for k, v in cfg.train.items()}
+    rows = [{"prompt": [{"role": "user", "content": "I feel anxious."}],
+             "chosen": [{"role": "assistant", "content": "That sounds hard."}],
+             "rejected": [{"role": "assistant", "content": "Stop it."}]}] * 2
+    trainer = build_dpo_trainer(str(tiny_model_dir), tiny_tokenizer, Dataset.from_list(rows), train_cfg,
+                                tmp_path / "ckpt", [], 0)
+    assert trainer.args.loss_type == [loss_type]
+    trainer.train()
+    assert math.isfinite(trainer.state.log_history[-1]["train_loss"])
