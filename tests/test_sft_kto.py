@@ -134,3 +134,10 @@ def test_dpo_loss_type_passes_through_to_trl(tiny_model_dir, tiny_tokenizer, tmp
     assert trainer.args.loss_type == [loss_type]
     trainer.train()
     assert math.isfinite(trainer.state.log_history[-1]["train_loss"])
+
+
+def test_unknown_loss_type_is_one_line_naming_the_key(tiny_model_dir, tiny_tokenizer, tmp_path):
+    from rewards.policy import build_dpo_trainer
+
+    with pytest.raises(UserError, match="train.loss_type: 'dpo' is not a TRL DPO loss"):
+        build_dpo_trainer(str(tiny_model_dir), tiny_tokenizer, None, {"loss_type": ["sigmoid", "dpo"]}, tmp_path, [])
