@@ -61,6 +61,16 @@ def test_sft_stage_trains_and_writes_an_adapter_and_merged_model(tiny_model_dir,
     assert len((out / "train.jsonl").read_text().splitlines()) == 3
 
 
+def test_full_sft_writes_a_full_model_that_dpo_starts_from(tiny_model_dir, tmp_path, human_csv):
+    from recipes import sft
+    from rewards.human_training import sft_policy_path
+
+    sft.run(compose_config([*stage_overrides(tiny_model_dir, tmp_path, human_csv), "sft=full"]))
+    out = tmp_path / "t" / "sft"
+    assert (out / "model" / "model.safetensors").exists() and not (out / "merged").exists()
+    assert sft_policy_path(out) == out / "model"
+
+
 def test_sft_reruns_when_the_data_file_changes(tiny_model_dir, tmp_path, human_csv):
     from recipes import sft
 
