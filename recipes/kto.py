@@ -7,7 +7,8 @@ from collections import Counter
 
 from omegaconf import DictConfig, OmegaConf, open_dict
 
-from recipes._entry import StageContext, entry, project_path, run_stage
+from recipes._entry import StageContext, entry, run_stage
+from recipes.sft import human_data_path
 from rewards.artifacts import atomic_write_json, atomic_write_jsonl
 from rewards.checkpointing import install_guards, resume_checkpoint, save_final_model
 from rewards.distributed import is_main_process
@@ -22,8 +23,7 @@ INPUTS: list[str] = []
 
 
 def data_source(cfg: DictConfig) -> str:
-    source = str(cfg.kto.data.source)
-    return str(project_path(source)) if project_path(source).exists() else source
+    return human_data_path(str(cfg.kto.data.source))
 
 
 def build_examples(cfg: DictConfig) -> list[dict]:

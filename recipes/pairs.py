@@ -5,6 +5,7 @@ from __future__ import annotations
 from omegaconf import DictConfig, OmegaConf, open_dict
 
 from recipes._entry import StageContext, entry, project_path, run_stage
+from recipes.sft import human_data_path
 from rewards.artifacts import atomic_write_jsonl, read_jsonl
 from rewards.errors import UserError
 from rewards.human_prefs import HumanSource, load_source_pairs, parse_human_sources
@@ -23,9 +24,7 @@ def human_sources(cfg: DictConfig) -> list[HumanSource]:
 
 
 def source_table(source: HumanSource) -> str:
-    """Relative paths are taken from the working directory, else from the project root (as every config path)."""
-    path = project_path(source.path)
-    return str(resolve_table(path if path.exists() else source.path))
+    return str(resolve_table(human_data_path(str(source.path))))
 
 
 def add_human_pairs(cfg: DictConfig, train: list[dict], rubric_ids: list[str]) -> tuple[list[dict], list[dict]]:

@@ -26,9 +26,13 @@ CONFIG_KEYS = ["model", "sft", "seed"]  # sft.data.source_sha256 (set in run) pu
 INPUTS: list[str] = []
 
 
-def data_source(cfg: DictConfig) -> str:
-    source = str(cfg.sft.data.source)
+def human_data_path(source: str) -> str:
+    """A human data path from a config: from the working directory, else the project root; else a hub id as given."""
     return str(project_path(source)) if project_path(source).exists() else source
+
+
+def data_source(cfg: DictConfig) -> str:
+    return human_data_path(str(cfg.sft.data.source))
 
 
 def build_examples(cfg: DictConfig) -> list[dict]:
