@@ -21,6 +21,7 @@ from rewards.errors import UserError
 
 COUNSELCHAT_HUB_ID = "nbertagnolli/counsel-chat"
 SPLIT_PRIORITY = ("train", "val", "test")
+HELD_OUT_SPLITS = ("val", "test")  # never used for training
 
 
 @dataclass(frozen=True)
@@ -251,8 +252,6 @@ class HumanSource:
     min_score_gap: float = 1.0
 
 
-HELD_OUT_SPLITS = ("val", "test")
-
 
 def parse_human_sources(specs: list[dict], config_key: str = "pairs.human.sources") -> list[HumanSource]:
     """Checked sources with unique names (default: the file stem or hub id); one-line errors name the entry."""
@@ -269,7 +268,7 @@ def parse_human_sources(specs: list[dict], config_key: str = "pairs.human.source
         source = HumanSource(**{k: v for k, v in spec.items() if v is not None})
         if source.split in HELD_OUT_SPLITS:
             raise UserError(f"{key}.split={source.split}: held-out splits are never used for training; use train")
-        if not float(source.weight) >= 0:
+        if not isinstance(source.weight, int | float) or not source.weight >= 0:
             raise UserError(f"{key}.weight={source.weight}: a weight is a number >= 0")
         if source.name in names:
             raise UserError(f"{key}.name={source.name}: two sources with one name; give each a distinct name")

@@ -15,11 +15,10 @@ from pathlib import Path
 
 from rewards.artifacts import sha256_file
 from rewards.errors import UserError
-from rewards.human_prefs import RankedColumns, _check_keys, _digest, group_answers, read_table
+from rewards.human_prefs import HELD_OUT_SPLITS, RankedColumns, _check_keys, _digest, group_answers, read_table
 from rewards.training import build_lora_config, training_arguments
 
 COUNSELCHAT_FILE = "counsel_chat.csv"
-HELD_OUT_SPLITS = ("val", "test")
 SFT_KEYS = ("max_length", "completion_only_loss", "packing", "assistant_only_loss", "pad_to_multiple_of")
 KTO_KEYS = ("beta", "loss_type", "max_length", "desirable_weight", "undesirable_weight", "precompute_ref_log_probs")
 MERGED_DIR = "merged"

@@ -80,6 +80,7 @@ def test_weight_is_applied_by_sampling():
 @pytest.mark.parametrize(("spec", "message"), [
     ({"path": "x.csv", "split": "test"}, r"sources\[0\].split=test: held-out"),
     ({"path": "x.csv", "weight": -1}, r"sources\[0\].weight=-1"),
+    ({"path": "x.csv", "weight": "high"}, r"sources\[0\].weight=high: a weight is a number"),
     ({"path": "x.csv", "wieght": 2}, "unknown key 'wieght'"),
     ({"name": "a"}, "needs a path"),
 ])
