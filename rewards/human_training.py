@@ -31,7 +31,11 @@ def resolve_table(source: str | os.PathLike) -> str | Path:
         if not (path / COUNSELCHAT_FILE).exists():
             raise UserError(f"{path}: a folder without {COUNSELCHAT_FILE}; give a CSV/JSONL file or a hub dataset id")
         return path / COUNSELCHAT_FILE
-    return path if path.exists() else str(source)
+    if path.exists():
+        return path
+    if str(source).count("/") != 1 or str(source).startswith((".", "/", "~")):  # not a hub id: fail before any work
+        raise UserError(f"{source}: file not found; give a CSV/JSONL path, a CounselChat folder or a hub dataset id")
+    return str(source)
 
 
 def source_fingerprint(source: str | os.PathLike) -> str:

@@ -38,6 +38,14 @@ def test_kto_labels_top_voted_good_and_unvoted_of_the_same_question_bad(human_cs
     assert not any("cry" in e["prompt"][0]["content"] for e in examples)  # a question nobody voted on says nothing
 
 
+def test_missing_data_file_is_refused_before_the_stage_starts(tiny_model_dir, tmp_path):
+    from recipes import sft
+
+    with pytest.raises(UserError, match="missing.csv: file not found"):
+        sft.run(compose_config([*tiny_overrides(tiny_model_dir, tmp_path), f"sft.data.source={tmp_path}/missing.csv"]))
+    assert not (tmp_path / "t" / "sft").exists()
+
+
 def test_held_out_split_is_refused_for_training(human_csv):
     with pytest.raises(UserError, match="sft.data.split=test"):
         load_train_questions(human_csv, split="test")
