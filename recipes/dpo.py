@@ -9,27 +9,61 @@ from recipes.reward import load_pairs
 from rewards.artifacts import atomic_write_json
 from rewards.checkpointing import install_guards, resume_checkpoint, save_final_model
 from rewards.distributed import is_main_process
+from rewards.errors import UserError
+from rewards.human_training import merge_adapter, sft_policy_path
+from rewards.model_card import weights_kind
 from rewards.models import load_tokenizer
 from rewards.policy import build_dpo_trainer
 from rewards.tracking import configure_wandb
 from rewards.training import qlora_quantization_config
+
+INIT_FROM = ("base", "sft")
+
+
+def init_from(cfg: DictConfig) -> str:
+    """Where the policy (and its reference) starts: the base model, or the SFT stage's model."""
+    value = cfg.train.get("init_from") or "base"
+    if value not in INIT_FROM:
+        raise UserError(f"train.init_from: {value!r} is not one of {list(INIT_FROM)}")
+    return value
+
+
+def inputs(cfg: DictConfig) -> list[str]:
+    return ["pairs", "sft"] if init_from(cfg) == "sft" else ["pairs"]
+
+
+def start_model(ctx: StageContext) -> str:
+    """The SFT model (merged) with ``train.init_from=sft``: with LoRA its disabled-adapter view is the reference."""
+    if init_from(ctx.cfg) == "sft":
+        return str(sft_policy_path(ctx.input_dir("sft")))
+    return ctx.cfg.model.name_or_path
+
+
+def merge_into_start_model(ctx: StageContext, model_path: str, train_cfg: dict) -> None:
+    """An adapter over the SFT model becomes full weights: evaluate and export put adapters onto model.name_or_path."""
+    model_dir = ctx.dir / "model"
+    if weights_kind(model_dir) == "lora_adapter":
+        merge_adapter(model_dir, model_path, model_dir, train_cfg.get("dtype"))
 
 
 def work(ctx: StageContext) -> dict:
     cfg = ctx.cfg
     train_cfg = OmegaConf.to_container(cfg.train, resolve=True)
     pairs = load_pairs(ctx)
-    tokenizer = load_tokenizer(cfg.model.name_or_path, cfg.model.trust_remote_code)
+    model_path = start_model(ctx)
+    tokenizer = load_tokenizer(model_path, cfg.model.trust_remote_code)
     report_to = configure_wandb(cfg.wandb.mode, cfg.wandb.project, ctx.run_dir / "wandb", f"{cfg.run}-dpo")
     columns = ["prompt", "chosen", "rejected"]
     train = pairs["train"].select_columns(columns)
     checkpoint = resume_checkpoint(ctx.dir / "checkpoints", cfg.resume)
-    trainer = build_dpo_trainer(cfg.model.name_or_path, tokenizer, train, train_cfg, ctx.dir / "checkpoints",
+    trainer = build_dpo_trainer(model_path, tokenizer, train, train_cfg, ctx.dir / "checkpoints",
                                 report_to, cfg.seed)
     guard = install_guards(trainer)
     trainer.train(resume_from_checkpoint=checkpoint)
     guard.raise_if_tripped(ctx.dir / "checkpoints")
     save_final_model(trainer, tokenizer, ctx.dir / "model")  # ZeRO-3: consolidated safetensors
+    if init_from(cfg) == "sft" and is_main_process():
+        merge_into_start_model(ctx, model_path, train_cfg)
     if is_main_process():
         atomic_write_json(ctx.dir / "log_history.json", trainer.state.log_history)  # training curves for the report
     history = [h for h in trainer.state.log_history if "loss" in h]
@@ -40,6 +74,8 @@ def work(ctx: StageContext) -> dict:
         "steps": trainer.state.global_step,
         "peft": train_cfg.get("peft"),
         "base_model": cfg.model.name_or_path,
+        "init_from": init_from(cfg),
+        "loss_type": train_cfg.get("loss_type"),
     }
     return {"counts": {"n_train_pairs": len(train)}, "metrics": metrics}
 
@@ -50,7 +86,7 @@ def run(cfg: DictConfig) -> dict:
 
         return print_plan(cfg)
     qlora_quantization_config(OmegaConf.to_container(cfg.train, resolve=True), "train")  # fail before any work
-    return run_stage(cfg, "dpo", work)
+    return run_stage(cfg, "dpo", work, inputs=inputs(cfg))
 
 
 main = entry("dpo", run)

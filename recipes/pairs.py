@@ -2,12 +2,37 @@
 
 from __future__ import annotations
 
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig, OmegaConf, open_dict
 
 from recipes._entry import StageContext, entry, project_path, run_stage
+from recipes.sft import human_data_path
 from rewards.artifacts import atomic_write_jsonl, read_jsonl
-from rewards.pairs import PairPolicy, build_pairs, check_split_leakage, length_stats
+from rewards.errors import UserError
+from rewards.human_prefs import HumanSource, load_source_pairs, parse_human_sources
+from rewards.human_training import resolve_table, source_fingerprint
+from rewards.pairs import PairPolicy, build_pairs, check_split_leakage, length_stats, mix_in_human_pairs
 from rewards.rubric import load_rubric
+
+# pairs.human.sources_sha256 (set in run) puts each human data file's hash in the fingerprint.
+
+
+def human_sources(cfg: DictConfig) -> list[HumanSource]:
+    specs = OmegaConf.to_container(cfg.pairs.human.sources, resolve=True) if cfg.pairs.get("human") else []
+    return parse_human_sources(specs)
+
+
+def source_table(source: HumanSource) -> str:
+    return str(resolve_table(human_data_path(str(source.path))))
+
+
+def add_human_pairs(cfg: DictConfig, train: list[dict], rubric_ids: list[str]) -> tuple[list[dict], list[dict]]:
+    """Train pairs with each human source's (capped, weighted) pairs appended, and per-source info for the manifest."""
+    human, infos = {}, []
+    for index, source in enumerate(human_sources(cfg)):
+        pairs, info = load_source_pairs(source, source_table(source), cfg.seed, f"pairs.human.sources[{index}]")
+        human[source.name] = (pairs, source.weight)
+        infos.append({**info, "sha256": cfg.pairs.human.sources_sha256[index]})
+    return mix_in_human_pairs(train, human, rubric_ids), infos
 
 
 def work(ctx: StageContext) -> dict:
@@ -28,17 +53,34 @@ def work(ctx: StageContext) -> dict:
         splits[split] = pairs
         counts.update({f"{split}_{k}": v for k, v in split_counts.items()})
         atomic_write_jsonl(ctx.dir / f"{split}.jsonl", pairs)
+    sources = human_sources(cfg)
+    if sources:  # human pairs join the train split only: test pairs stay judge-built
+        splits["train"], human_info = add_human_pairs(cfg, splits["train"], rubric.ids)
+        splits["test"] = [{**pair, "source": "judge", "weight": 1.0} for pair in splits["test"]]
+        atomic_write_jsonl(ctx.dir / "train.jsonl", splits["train"])
+        atomic_write_jsonl(ctx.dir / "test.jsonl", splits["test"])
+        counts["train_judge_pairs"] = counts["train_pairs"]
+        counts["train_pairs"] = len(splits["train"])
+        counts.update({f"human_{info['name']}_pairs": info["n_rows"] for info in human_info})
     check_split_leakage(splits)
     dataset = DatasetDict({s: Dataset.from_list(rows) if rows else Dataset.from_dict({}) for s, rows in splits.items()})
     tmp = ctx.dir / ".dataset.tmp"
     dataset.save_to_disk(str(tmp))
     tmp.rename(ctx.dir / "dataset")
     counts["n_pairs"] = counts["train_pairs"] + counts["test_pairs"]
-    return {"counts": counts, "metrics": {"length": {s: length_stats(p) for s, p in splits.items()},
-                                          "weights": weights}}
+    metrics = {"length": {s: length_stats(p) for s, p in splits.items()}, "weights": weights}
+    if sources:
+        metrics["human_sources"] = human_info
+    return {"counts": counts, "metrics": metrics}
 
 
 def run(cfg: DictConfig) -> dict:
+    sources = human_sources(cfg)  # refuse a bad source before any work
+    if sources and cfg.reward_train.get("method") == "reward_multihead":
+        raise UserError("pairs.human.sources: human pairs have no per-principle scores for reward_multihead; "
+                        "use train@reward_train=reward or drop the human sources")
+    with open_dict(cfg):
+        cfg.pairs.human.sources_sha256 = [source_fingerprint(source_table(s)) for s in sources]
     return run_stage(cfg, "pairs", work)
 
 

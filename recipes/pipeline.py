@@ -18,7 +18,7 @@ def run(cfg: DictConfig) -> None:
 
         print_plan(cfg)
         return
-    for spec in pipeline_stages():
+    for spec in pipeline_stages(cfg):
         importlib.import_module(spec.module).run(cfg)
 
 

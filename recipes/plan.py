@@ -6,7 +6,7 @@ from __future__ import annotations
 from omegaconf import DictConfig, OmegaConf
 
 from recipes._entry import PROJECT_ROOT, entry, project_path, run_dir_of
-from recipes.stages import pipeline_names
+from recipes.stages import pipeline_stages
 from rewards.artifacts import read_manifest
 from rewards.errors import UserError
 from rewards.models import resolve_model_path
@@ -61,7 +61,8 @@ def format_plan(cfg: DictConfig, plan: dict) -> str:
              f"  launch     {launch} -m recipes.<stage> <same overrides>",
              f"  sharding   ZeRO-{zero['stage']}{' + CPU offload of ' + ', '.join(offload) if offload else ''} "
              f"over {plan['gpus']} GPU(s) on {dist.num_machines} machine(s)",
-             f"  stages     {' -> '.join(pipeline_names())} (generate/judge/evaluate run on one process)",
+             f"  stages     {' -> '.join(spec.name for spec in pipeline_stages(cfg))} "
+             "(generate/judge/evaluate run on one process)",
              f"  pairs      {plan['stages'][0]['budget']['pairs']} train pairs ({plan['pairs_source']})"]
     for stage in plan["stages"]:
         mem, budget = stage["memory_gib"], stage["budget"]

@@ -7,7 +7,10 @@ report and runs ordering) follows from the entry.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
+
+from omegaconf import DictConfig
 
 
 @dataclass(frozen=True)
@@ -26,13 +29,22 @@ class StageSpec:
     uses_rubric: bool = False  # reads principles/*.yaml itself (else its rubric hash is inherited from its inputs)
     in_pipeline: bool = False  # run by `counsel-align pipeline`, in registry order
     command: str = ""  # CLI name when it differs from ``name``
+    # For a pipeline stage that runs only in some configurations: whether this configuration runs it.
+    runs_when: Callable[[DictConfig], bool] | None = None
 
     @property
     def cli_name(self) -> str:
         return self.command or self.name
 
 
+def _dpo_starts_from_sft(cfg: DictConfig) -> bool:
+    return cfg.train.get("init_from") == "sft"
+
+
 _SPECS = (
+    StageSpec("sft", "recipes.sft", "supervised warm start on human counselor replies (best-voted per question)",
+              input_paths=("sft.data.source",), config_keys=("model", "sft", "seed"), in_pipeline=True,
+              runs_when=_dpo_starts_from_sft),
     StageSpec("generate", "recipes.generate", "select client prompts, generate candidate replies from the pool",
               input_paths=("data.prompts", "generate.pool[*].system_prompt_file"),
               config_keys=("model", "data", "generate", "seed"), in_pipeline=True),
@@ -40,8 +52,8 @@ _SPECS = (
               input_stages=("generate",), config_keys=("judge", "principles", "device"), uses_rubric=True,
               in_pipeline=True),
     StageSpec("pairs", "recipes.pairs", "weighted chosen/rejected pairs per split from the judge scores",
-              input_stages=("generate", "judge"), config_keys=("pairs", "principles", "seed"), uses_rubric=True,
-              in_pipeline=True),
+              input_stages=("generate", "judge"), input_paths=("pairs.human.sources[*].path",),
+              config_keys=("pairs", "principles", "seed"), uses_rubric=True, in_pipeline=True),
     StageSpec("reward", "recipes.reward", "train and export the reward model on the train pairs",
               input_stages=("pairs",), config_keys=("model", "reward_train", "seed"), in_pipeline=True),
     StageSpec("dpo", "recipes.dpo", "align the policy with DPO on the train pairs",
@@ -56,6 +68,8 @@ _SPECS = (
               input_stages=("generate", "reward"), config_keys=("model", "train", "seed")),
     StageSpec("rloo", "recipes.rloo", "online RLHF with TRL RLOOTrainer against the trained reward model",
               input_stages=("generate", "reward"), config_keys=("model", "train", "seed")),
+    StageSpec("kto", "recipes.kto", "KTO on unpaired human signal (top-voted vs unvoted CounselChat answers), LoRA",
+              input_paths=("kto.data.source",), config_keys=("model", "kto", "seed")),
     StageSpec("agreement", "recipes.agreement", "judge accuracy on human preference pairs (CounselChat) vs length",
               input_paths=("agreement.source",), config_keys=("agreement", "judge", "principles", "device", "seed"),
               uses_rubric=True),
@@ -78,9 +92,10 @@ def stage_spec(name: str) -> StageSpec:
         raise KeyError(f"stage {name!r} is not declared in recipes/stages.py; add a StageSpec for it") from None
 
 
-def pipeline_stages() -> list[StageSpec]:
-    """The stages `counsel-align pipeline` runs, in order."""
-    return [spec for spec in _SPECS if spec.in_pipeline]
+def pipeline_stages(cfg: DictConfig | None = None) -> list[StageSpec]:
+    """The stages `counsel-align pipeline` runs, in order; with ``cfg``, only those this configuration runs."""
+    return [spec for spec in _SPECS if spec.in_pipeline
+            and (cfg is None or spec.runs_when is None or spec.runs_when(cfg))]
 
 
 def pipeline_names() -> tuple[str, ...]:

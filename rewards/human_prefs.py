@@ -21,6 +21,7 @@ from rewards.errors import UserError
 
 COUNSELCHAT_HUB_ID = "nbertagnolli/counsel-chat"
 SPLIT_PRIORITY = ("train", "val", "test")
+HELD_OUT_SPLITS = ("val", "test")  # never used for training
 
 
 @dataclass(frozen=True)
@@ -104,12 +105,16 @@ def _score(value: object, source: str, column: str) -> float:
         raise UserError(f"{source}: column {column!r} holds {value!r}, not a number") from None
 
 
-def pairs_from_ranked(rows: list[dict], columns: RankedColumns, source: str = "<table>",
-                      min_score_gap: float = 1.0, config_key: str = "agreement.columns") -> list[dict]:
-    """Every two answers to the same question whose scores differ by at least ``min_score_gap`` give a pair."""
+def group_answers(rows: list[dict], columns: RankedColumns, source: str = "<table>",
+                  config_key: str = "agreement.columns") -> dict[str, dict]:
+    """Answers grouped by question key: ``{group: {"prompt", "topic", "split", "answers": [{response, score}]}}``.
+
+    Exact duplicate answers of a question are dropped, and a question with rows in several splits belongs to the
+    earliest of train, val, test, so no val/test question leaks into training (CounselChat has both defects).
+    """
     require_columns(rows, {k: getattr(columns, k) for k in ("prompt", "response", "score", "group", "topic",
                                                             "split")}, source, config_key)
-    groups: dict[str, list[dict]] = defaultdict(list)
+    groups: dict[str, dict] = {}
     splits: dict[str, set[str]] = defaultdict(set)
     seen: set[tuple[str, str]] = set()
     for row in rows:
@@ -121,22 +126,30 @@ def pairs_from_ranked(rows: list[dict], columns: RankedColumns, source: str = "<
         if (group, response) in seen:  # the same answer listed twice (CounselChat repeats 120 answers)
             continue
         seen.add((group, response))
-        groups[group].append({
-            "prompt": prompt, "response": response, "score": _score(row[columns.score], source, columns.score),
-            "topic": str(row[columns.topic]) if columns.topic and row[columns.topic] else "unknown",
-        })
+        entry = groups.setdefault(group, {
+            "prompt": prompt, "answers": [],
+            "topic": str(row[columns.topic]) if columns.topic and row[columns.topic] else "unknown"})
+        entry["answers"].append({"response": response,
+                                 "score": _score(row[columns.score], source, columns.score)})
+    for group, entry in groups.items():
+        entry["split"] = min(splits[group], key=_split_rank)
+        entry["prompt_id"] = f"h-{_digest(group)}"
+    return dict(sorted(groups.items()))
+
+
+def pairs_from_ranked(rows: list[dict], columns: RankedColumns, source: str = "<table>",
+                      min_score_gap: float = 1.0, config_key: str = "agreement.columns") -> list[dict]:
+    """Every two answers to the same question whose scores differ by at least ``min_score_gap`` give a pair."""
     pairs = []
-    for group, answers in sorted(groups.items()):
-        split = min(splits[group], key=_split_rank)
-        prompt_id = f"h-{_digest(group)}"
-        for first, second in itertools.combinations(answers, 2):
+    for group, question in group_answers(rows, columns, source, config_key).items():
+        for first, second in itertools.combinations(question["answers"], 2):
             if abs(first["score"] - second["score"]) < min_score_gap:
                 continue
             chosen, rejected = (first, second) if first["score"] > second["score"] else (second, first)
             pairs.append({
-                "pair_id": _digest(group, chosen["response"], rejected["response"]), "prompt_id": prompt_id,
-                "prompt": answers[0]["prompt"], "chosen": chosen["response"], "rejected": rejected["response"],
-                "topic": answers[0]["topic"], "split": split,
+                "pair_id": _digest(group, chosen["response"], rejected["response"]),
+                "prompt_id": question["prompt_id"], "prompt": question["prompt"], "chosen": chosen["response"],
+                "rejected": rejected["response"], "topic": question["topic"], "split": question["split"],
                 "chosen_score": chosen["score"], "rejected_score": rejected["score"],
             })
     return pairs
@@ -215,3 +228,70 @@ def sample_pairs(pairs: list[dict], n: int | None, split: str = "all", max_per_p
         kept.extend(group[:max_per_prompt] if max_per_prompt else group)
     rng.shuffle(kept)
     return kept[:n] if n else kept
+
+
+@dataclass(frozen=True)
+class HumanSource:
+    """One source of human pairs mixed into the pairs stage's train split (``pairs.human.sources[*]``).
+
+    path: a CSV/JSONL/JSON file, a CounselChat folder, or a hub id. format: "ranked" or "pairs" (as ``agreement``).
+    split: the source's split whose pairs are used (val/test are refused: held-out data are never trained on).
+    weight: how much the source counts, applied by sampling (TRL's DPO has no per-example weight): each pair is
+    repeated int(weight) times and a seeded fraction weight - int(weight) of the pairs once more (0.5: half of them).
+    max_pairs / max_pairs_per_question: seeded caps applied before the weight.
+    """
+
+    path: str
+    name: str = ""
+    format: str = "ranked"
+    columns: dict | None = None
+    split: str = "train"
+    weight: float = 1.0
+    max_pairs: int | None = None
+    max_pairs_per_question: int | None = None
+    min_score_gap: float = 1.0
+
+
+
+def parse_human_sources(specs: list[dict], config_key: str = "pairs.human.sources") -> list[HumanSource]:
+    """Checked sources with unique names (default: the file stem or hub id); one-line errors name the entry."""
+    known = HumanSource.__dataclass_fields__
+    sources, names = [], set()
+    for index, spec in enumerate(specs or []):
+        key = f"{config_key}[{index}]"
+        spec = dict(spec or {})
+        unknown = sorted(set(spec) - set(known))
+        if unknown or not spec.get("path"):
+            raise UserError(f"{key}: {'unknown key ' + repr(unknown[0]) if unknown else 'no path'}; "
+                            f"each source takes {list(known)} and needs a path")
+        spec["name"] = spec.get("name") or Path(str(spec["path"])).stem or str(spec["path"])
+        source = HumanSource(**{k: v for k, v in spec.items() if v is not None})
+        if source.split in HELD_OUT_SPLITS:
+            raise UserError(f"{key}.split={source.split}: held-out splits are never used for training; use train")
+        if not isinstance(source.weight, int | float) or not source.weight >= 0:
+            raise UserError(f"{key}.weight={source.weight}: a weight is a number >= 0")
+        if source.name in names:
+            raise UserError(f"{key}.name={source.name}: two sources with one name; give each a distinct name")
+        names.add(source.name)
+        sources.append(source)
+    return sources
+
+
+def weighted_sample(pairs: list[dict], weight: float, seed: int = 0) -> list[dict]:
+    """The pairs repeated int(weight) times plus a seeded ``weight - int(weight)`` fraction of them once more."""
+    whole, fraction = int(weight), weight - int(weight)
+    extra = random.Random(seed).sample(pairs, round(len(pairs) * fraction)) if fraction else []
+    return [*(pairs * whole), *extra]
+
+
+def load_source_pairs(source: HumanSource, table: str | Path, seed: int = 0,
+                      config_key: str = "pairs.human.sources") -> tuple[list[dict], dict]:
+    """The source's pairs of its split, capped and weighted, and what was taken (for the manifest)."""
+    pairs = load_human_pairs(table, source.format, source.columns, source.min_score_gap, f"{config_key}.columns")
+    available = [p for p in pairs if p["split"] == source.split]
+    sampled = sample_pairs(available, source.max_pairs, source.split, source.max_pairs_per_question, seed)
+    weighted = weighted_sample(sampled, float(source.weight), seed)
+    info = {"name": source.name, "path": str(source.path), "format": source.format, "split": source.split,
+            "weight": float(source.weight), "n_available": len(available), "n_sampled": len(sampled),
+            "n_rows": len(weighted)}
+    return weighted, info

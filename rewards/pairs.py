@@ -117,6 +117,35 @@ def to_pair(prompt: dict, chosen: dict, rejected: dict, rubric: Rubric) -> dict:
     return row
 
 
+def human_to_pair(pair: dict, source: str, weight: float, principle_ids: list[str]) -> dict:
+    """A human pair (``rewards.human_prefs``) in the judge pairs' columns: no judge scores, a zero margin."""
+    row = {
+        "prompt_id": pair["prompt_id"],
+        "topic": pair["topic"],
+        "prompt": [{"role": "user", "content": pair["prompt"]}],
+        "chosen": [{"role": "assistant", "content": pair["chosen"]}],
+        "rejected": [{"role": "assistant", "content": pair["rejected"]}],
+        "chosen_source": f"human:{source}",
+        "rejected_source": f"human:{source}",
+        "chosen_score": None,
+        "rejected_score": None,
+        "margin": 0.0,  # human votes are not on the judge's 1-5 scale: no margin term for the reward model
+    }
+    for pid in principle_ids:
+        row[f"chosen_{pid}"] = None
+        row[f"rejected_{pid}"] = None
+    return {**row, "source": f"human:{source}", "weight": float(weight)}
+
+
+def mix_in_human_pairs(judge_pairs: list[dict], human: dict[str, tuple[list[dict], float]],
+                       principle_ids: list[str]) -> list[dict]:
+    """Judge pairs (``source`` "judge", weight 1) followed by each human source's pairs in the same columns."""
+    rows = [{**pair, "source": "judge", "weight": 1.0} for pair in judge_pairs]
+    for name, (pairs, weight) in human.items():
+        rows += [human_to_pair(pair, name, weight, principle_ids) for pair in pairs]
+    return rows
+
+
 def build_pairs(
     prompts: dict[str, dict],
     judged: list[dict],

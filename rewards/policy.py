@@ -5,11 +5,22 @@ from __future__ import annotations
 import warnings
 from pathlib import Path
 
+from rewards.errors import UserError
 from rewards.models import resolve_model_path, torch_dtype
 from rewards.training import build_lora_config, qlora_quantization_config, training_arguments
 
-DPO_KEYS = ("beta", "loss_type", "max_length", "precompute_ref_log_probs", "label_smoothing",
+DPO_KEYS = ("beta", "loss_type", "loss_weights", "max_length", "precompute_ref_log_probs", "label_smoothing",
             "padding_free", "pad_to_multiple_of")
+# TRL 1.16 DPOConfig.loss_type values; docs/policy_training.md says when to use which.
+DPO_LOSS_TYPES = ("sigmoid", "hinge", "ipo", "exo_pair", "nca_pair", "robust", "bco_pair", "sppo_hard", "aot",
+                  "aot_unpaired", "apo_zero", "apo_down", "discopop", "sft", "sigmoid_norm")
+
+
+def check_loss_type(loss_type: str | list[str] | None) -> None:
+    """One-line error for a loss TRL's DPO does not have (TRL itself would fail deep inside the trainer)."""
+    for name in [loss_type] if isinstance(loss_type, str) else list(loss_type or []):
+        if name not in DPO_LOSS_TYPES:
+            raise UserError(f"train.loss_type: {name!r} is not a TRL DPO loss; use one of {', '.join(DPO_LOSS_TYPES)}")
 
 
 def build_dpo_trainer(model_path: str, tokenizer, train_dataset, train_cfg: dict, output_dir: str | Path,
@@ -17,10 +28,12 @@ def build_dpo_trainer(model_path: str, tokenizer, train_dataset, train_cfg: dict
     """A DPOTrainer; with LoRA the reference is the base model with the adapter disabled (no copy)."""
     from trl import DPOConfig, DPOTrainer
 
+    check_loss_type(train_cfg.get("loss_type"))
     model = load_policy_model(model_path, train_cfg)
     extra = {key: train_cfg.get(key) for key in DPO_KEYS}
-    if isinstance(extra.get("loss_type"), list | tuple):
-        extra["loss_type"] = list(extra["loss_type"])
+    for key in ("loss_type", "loss_weights"):
+        if isinstance(extra.get(key), list | tuple):
+            extra[key] = list(extra[key])
     args = training_arguments(DPOConfig, train_cfg, output_dir, report_to, seed, extra=extra)
     trainer = DPOTrainer(
         model=model,

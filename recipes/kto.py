@@ -1,0 +1,79 @@
+"""Stage: KTO on unpaired human signal (top-voted answers desirable, unvoted answers of the same train question
+undesirable; TRL KTOTrainer, LoRA by default)."""
+
+from __future__ import annotations
+
+from collections import Counter
+
+from omegaconf import DictConfig, OmegaConf, open_dict
+
+from recipes._entry import StageContext, entry, run_stage
+from recipes.sft import human_data_path
+from rewards.artifacts import atomic_write_json, atomic_write_jsonl
+from rewards.checkpointing import install_guards, resume_checkpoint, save_final_model
+from rewards.distributed import is_main_process
+from rewards.errors import UserError
+from rewards.human_training import build_kto_trainer, kto_examples, load_train_questions, source_fingerprint
+from rewards.models import load_tokenizer
+from rewards.tracking import configure_wandb
+from rewards.training import qlora_quantization_config
+
+
+def data_source(cfg: DictConfig) -> str:
+    return human_data_path(str(cfg.kto.data.source))
+
+
+def build_examples(cfg: DictConfig) -> list[dict]:
+    data = cfg.kto.data
+    questions = load_train_questions(data_source(cfg), OmegaConf.to_container(data.columns, resolve=True),
+                                     data.split, "kto.data")
+    examples = kto_examples(questions, data.min_score, data.undesirable_max_score,
+                            data.max_undesirable_per_question, data.max_examples, cfg.seed)
+    labels = Counter(e["label"] for e in examples)
+    if not labels[True] or not labels[False]:
+        raise UserError(f"kto.data: {data.source} gave {labels[True]} desirable and {labels[False]} undesirable "
+                        "answers; KTO needs both (check kto.data.min_score and kto.data.undesirable_max_score)")
+    return examples
+
+
+def work(ctx: StageContext) -> dict:
+    from datasets import Dataset
+
+    cfg = ctx.cfg
+    train_cfg = OmegaConf.to_container(cfg.kto, resolve=True)
+    examples = build_examples(cfg)
+    if is_main_process():
+        atomic_write_jsonl(ctx.dir / "train.jsonl", examples)
+    tokenizer = load_tokenizer(cfg.model.name_or_path, cfg.model.trust_remote_code)
+    report_to = configure_wandb(cfg.wandb.mode, cfg.wandb.project, ctx.run_dir / "wandb", f"{cfg.run}-kto")
+    train = Dataset.from_list(examples).select_columns(["prompt", "completion", "label"])
+    checkpoint = resume_checkpoint(ctx.dir / "checkpoints", cfg.resume)
+    trainer = build_kto_trainer(cfg.model.name_or_path, tokenizer, train, train_cfg, ctx.dir / "checkpoints",
+                                report_to, cfg.seed)
+    guard = install_guards(trainer)
+    trainer.train(resume_from_checkpoint=checkpoint)
+    guard.raise_if_tripped(ctx.dir / "checkpoints")
+    save_final_model(trainer, tokenizer, ctx.dir / "model")
+    if is_main_process():
+        atomic_write_json(ctx.dir / "log_history.json", trainer.state.log_history)
+    history = [h for h in trainer.state.log_history if "loss" in h]
+    labels = Counter(e["label"] for e in examples)
+    metrics = {"first_loss": history[0]["loss"] if history else None,
+               "last_loss": history[-1]["loss"] if history else None, "steps": trainer.state.global_step,
+               "peft": train_cfg.get("peft"), "base_model": cfg.model.name_or_path,
+               "data_source": str(cfg.kto.data.source), "data_sha256": cfg.kto.data.source_sha256}
+    return {"counts": {"n_desirable": labels[True], "n_undesirable": labels[False],
+                       "n_questions": len({e["prompt_id"] for e in examples})}, "metrics": metrics}
+
+
+def run(cfg: DictConfig) -> dict:
+    qlora_quantization_config(OmegaConf.to_container(cfg.kto, resolve=True), "kto")  # fail before any work
+    with open_dict(cfg):
+        cfg.kto.data.source_sha256 = source_fingerprint(data_source(cfg))
+    return run_stage(cfg, "kto", work)
+
+
+main = entry("kto", run)
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,87 @@
+"""Stage: supervised fine-tuning on human counselor replies (best-voted answer per train question; LoRA by default),
+the warm start that DPO takes with ``train.init_from=sft``."""
+
+from __future__ import annotations
+
+from omegaconf import DictConfig, OmegaConf, open_dict
+
+from recipes._entry import StageContext, entry, project_path, run_stage
+from rewards.artifacts import atomic_write_json, atomic_write_jsonl
+from rewards.checkpointing import install_guards, resume_checkpoint, save_final_model
+from rewards.distributed import is_main_process
+from rewards.errors import UserError
+from rewards.human_training import (
+    MERGED_DIR,
+    build_sft_trainer,
+    load_train_questions,
+    merge_adapter,
+    sft_examples,
+    source_fingerprint,
+)
+from rewards.models import load_tokenizer
+from rewards.tracking import configure_wandb
+from rewards.training import qlora_quantization_config
+
+
+def human_data_path(source: str) -> str:
+    """A human data path from a config: from the working directory, else the project root; else a hub id as given."""
+    return str(project_path(source)) if project_path(source).exists() else source
+
+
+def data_source(cfg: DictConfig) -> str:
+    return human_data_path(str(cfg.sft.data.source))
+
+
+def build_examples(cfg: DictConfig) -> list[dict]:
+    data = cfg.sft.data
+    questions = load_train_questions(data_source(cfg), OmegaConf.to_container(data.columns, resolve=True),
+                                     data.split, "sft.data")
+    examples = sft_examples(questions, data.min_score, data.max_examples, cfg.seed)
+    if not examples:
+        raise UserError(f"sft.data: no train question of {data.source} has an answer scoring at least "
+                        f"{data.min_score}; lower sft.data.min_score")
+    return examples
+
+
+def work(ctx: StageContext) -> dict:
+    from datasets import Dataset
+
+    cfg = ctx.cfg
+    train_cfg = OmegaConf.to_container(cfg.sft, resolve=True)
+    examples = build_examples(cfg)
+    if is_main_process():
+        atomic_write_jsonl(ctx.dir / "train.jsonl", examples)
+    tokenizer = load_tokenizer(cfg.model.name_or_path, cfg.model.trust_remote_code)
+    report_to = configure_wandb(cfg.wandb.mode, cfg.wandb.project, ctx.run_dir / "wandb", f"{cfg.run}-sft")
+    train = Dataset.from_list(examples).select_columns(["prompt", "completion"])
+    checkpoint = resume_checkpoint(ctx.dir / "checkpoints", cfg.resume)
+    trainer = build_sft_trainer(cfg.model.name_or_path, tokenizer, train, train_cfg, ctx.dir / "checkpoints",
+                                report_to, cfg.seed)
+    guard = install_guards(trainer)
+    trainer.train(resume_from_checkpoint=checkpoint)
+    guard.raise_if_tripped(ctx.dir / "checkpoints")
+    save_final_model(trainer, tokenizer, ctx.dir / "model")
+    if is_main_process():
+        atomic_write_json(ctx.dir / "log_history.json", trainer.state.log_history)
+        if train_cfg.get("peft") not in (None, "none"):  # DPO/KTO start from full weights: merge the adapter once
+            merge_adapter(ctx.dir / "model", cfg.model.name_or_path, ctx.dir / MERGED_DIR, train_cfg.get("dtype"))
+    history = [h for h in trainer.state.log_history if "loss" in h]
+    metrics = {"first_loss": history[0]["loss"] if history else None,
+               "last_loss": history[-1]["loss"] if history else None, "steps": trainer.state.global_step,
+               "peft": train_cfg.get("peft"), "base_model": cfg.model.name_or_path,
+               "data_source": str(cfg.sft.data.source), "data_sha256": cfg.sft.data.source_sha256}
+    return {"counts": {"n_train_examples": len(examples), "n_questions": len({e["prompt_id"] for e in examples})},
+            "metrics": metrics}
+
+
+def run(cfg: DictConfig) -> dict:
+    qlora_quantization_config(OmegaConf.to_container(cfg.sft, resolve=True), "sft")  # fail before any work
+    with open_dict(cfg):
+        cfg.sft.data.source_sha256 = source_fingerprint(data_source(cfg))
+    return run_stage(cfg, "sft", work)
+
+
+main = entry("sft", run)
+
+if __name__ == "__main__":
+    raise SystemExit(main())
