@@ -5,7 +5,7 @@ from __future__ import annotations
 from omegaconf import DictConfig, OmegaConf
 
 from recipes._entry import StageContext, entry, project_path, run_stage
-from rewards.artifacts import atomic_write_jsonl, read_jsonl
+from rewards.artifacts import atomic_write_jsonl, read_jsonl, save_dataset_atomic
 from rewards.pairs import PairPolicy, build_pairs, check_split_leakage, length_stats
 from rewards.rubric import load_rubric
 
@@ -30,9 +30,7 @@ def work(ctx: StageContext) -> dict:
         atomic_write_jsonl(ctx.dir / f"{split}.jsonl", pairs)
     check_split_leakage(splits)
     dataset = DatasetDict({s: Dataset.from_list(rows) if rows else Dataset.from_dict({}) for s, rows in splits.items()})
-    tmp = ctx.dir / ".dataset.tmp"
-    dataset.save_to_disk(str(tmp))
-    tmp.rename(ctx.dir / "dataset")
+    save_dataset_atomic(dataset, ctx.dir / "dataset")  # replaces a dataset/ left by a run killed before its manifest
     counts["n_pairs"] = counts["train_pairs"] + counts["test_pairs"]
     return {"counts": counts, "metrics": {"length": {s: length_stats(p) for s, p in splits.items()},
                                           "weights": weights}}

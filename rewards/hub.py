@@ -12,6 +12,7 @@ import re
 import shutil
 from pathlib import Path
 
+from rewards.artifacts import atomic_replace_dir
 from rewards.errors import UserError
 from rewards.model_card import CARD_JSON, read_card
 
@@ -35,14 +36,7 @@ def _copy_folder(source: Path, target: Path) -> Path:
         raise UserError(f"{target}: source and destination are the same folder; choose another --to")
     if target.exists() and any(target.iterdir()):
         raise UserError(f"{target}: folder exists and is not empty; choose a new folder or remove it first")
-    tmp = target.with_name(f".{target.name}.tmp-{os.getpid()}")
-    shutil.rmtree(tmp, ignore_errors=True)
-    shutil.copytree(source, tmp)
-    if target.exists():
-        target.rmdir()
-    target.parent.mkdir(parents=True, exist_ok=True)
-    os.replace(tmp, target)
-    return target
+    return atomic_replace_dir(target, lambda folder: shutil.copytree(source, folder))
 
 
 def default_destination(reference: str) -> Path:

@@ -7,11 +7,11 @@ An exported checkpoint folder holds the policy (LoRA adapter or full model) with
 from __future__ import annotations
 
 import json
-import os
 import shutil
 from pathlib import Path
 from typing import Any
 
+from rewards.artifacts import atomic_replace_dir, atomic_write_json, atomic_write_text
 from rewards.errors import UserError
 
 CARD_JSON = "model_card.json"
@@ -150,16 +150,21 @@ def export_checkpoint(target: str | Path, model_dir: str | Path, card: dict,
     target, model_dir = Path(target), Path(model_dir)
     if not model_dir.is_dir():
         raise UserError(f"{model_dir}: model folder not found; run `counsel-align dpo` first")
-    tmp = target.with_name(f".{target.name}.tmp-{os.getpid()}")
-    shutil.rmtree(tmp, ignore_errors=True)
-    shutil.copytree(model_dir, tmp, ignore=shutil.ignore_patterns("checkpoint-*", "training_args.bin"))
-    if reward_model_dir is not None and Path(reward_model_dir).is_dir():
-        shutil.copytree(reward_model_dir, tmp / REWARD_MODEL_DIR, ignore=shutil.ignore_patterns("training_args.bin"))
-    (tmp / CARD_JSON).write_text(json.dumps(card, indent=2, sort_keys=True, default=str) + "\n", encoding="utf-8")
-    (tmp / CARD_MD).write_text(render_card(card), encoding="utf-8")
-    shutil.rmtree(target, ignore_errors=True)
-    os.replace(tmp, target)
-    return target
+
+    def write(folder: Path) -> None:
+        shutil.copytree(model_dir, folder, ignore=shutil.ignore_patterns("checkpoint-*", "training_args.bin"))
+        if reward_model_dir is not None and Path(reward_model_dir).is_dir():
+            shutil.copytree(reward_model_dir, folder / REWARD_MODEL_DIR,
+                            ignore=shutil.ignore_patterns("training_args.bin"))
+        write_card(folder, card)
+
+    return atomic_replace_dir(target, write)
+
+
+def write_card(folder: str | Path, card: dict) -> None:
+    """``model_card.json`` and ``README.md`` of ``card`` into ``folder``."""
+    atomic_write_json(Path(folder) / CARD_JSON, card)
+    atomic_write_text(Path(folder) / CARD_MD, render_card(card))
 
 
 def read_card(folder: str | Path) -> dict:
