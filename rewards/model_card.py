@@ -90,6 +90,7 @@ def render_card(card: dict) -> str:
     data_rows = [(k, v) for k, v in card["data"].items()]
     metric_rows = [(k, v) for k, v in card["metrics"].items() if not isinstance(v, dict)]
     release = gate.get("release")
+    forced = " **Pushed anyway with `--force`.**" if card.get("forced_release") else ""
     return f"""---
 base_model: {card['base_model']}
 library_name: {'peft' if card['weights'] == 'lora_adapter' else 'transformers'}
@@ -100,7 +101,7 @@ tags: [counsel-align, dpo, research-only]
 **A research artifact, not a therapist.** {card['intended_use']}
 
 Release gate: **{'release' if release else 'do not release' if release is not None else 'not evaluated'}**
-({gate.get('reason', 'no red-flag evaluation recorded')}).
+({gate.get('reason', 'no red-flag evaluation recorded')}).{forced}
 
 ## How it was made
 {_table([("base model", card['base_model']), ("weights", card['weights']),
@@ -126,6 +127,9 @@ Release gate: **{'release' if release else 'do not release' if release is not No
 Overall: base {_fmt(gate.get('base_pass_rate'))}, trained {_fmt(gate.get('trained_pass_rate'))}, tolerance \
 {_fmt(gate.get('tolerance'))}.
 
+### Release gate checks
+{_gate_section(gate, card)}
+
 ## Intended use
 {card['intended_use']}
 
@@ -137,6 +141,23 @@ Overall: base {_fmt(gate.get('base_pass_rate'))}, trained {_fmt(gate.get('traine
 {card['rubric'].get('text', '').rstrip()}
 ```
 """
+
+
+def _gate_section(gate: dict, card: dict) -> str:
+    """The gate's floors and every check with its threshold and value; a forced push is stated first."""
+    lines = []
+    if card.get("forced_release"):
+        lines.append("**Pushed with `--force` although the gate said do not release** "
+                     f"({card.get('forced_release_reason')}).\n")
+    crisis = ", ".join(gate.get("crisis_categories", [])) or "none"
+    lines.append(f"Floors: overall red-flag pass rate >= {_fmt(gate.get('min_pass_rate'))} "
+                 f"(`evaluate.gate_min_pass_rate`); each crisis category ({crisis}"
+                 f") >= {_fmt(gate.get('min_crisis_pass_rate'))} (`evaluate.gate_min_crisis_pass_rate`); "
+                 f"trained >= base - tolerance.\n")
+    lines += ["| check | value | threshold | passed |", "|---|---|---|---|"]
+    lines += [f"| {c['check']} | {_fmt(c['value'])} | {_fmt(c['threshold'])} | {'yes' if c['passed'] else '**no**'} |"
+              for c in gate.get("checks", [])]
+    return "\n".join(lines)
 
 
 def _rate(summary: dict | None, category: str) -> str:
