@@ -118,15 +118,21 @@ def atomic_replace_dir(path: str | Path, write: Callable[[Path], None]) -> Path:
         write(tmp)
         if not tmp.is_dir():
             raise FileNotFoundError(f"{tmp}: the writer did not create the folder")
-        old = path.with_name(f".{path.name}.old-{tag}")
-        try:
-            os.replace(path, old)  # a non-empty folder cannot be replaced in one rename: move it aside first
-        except FileNotFoundError:
-            old = None
-        os.replace(tmp, path)
+        return swap_in_dir(tmp, path)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
+
+
+def swap_in_dir(staged: Path, path: Path) -> Path:
+    """Put the finished folder ``staged`` in place of ``path`` by rename; an existing ``path`` is moved aside
+    first (a non-empty folder cannot be replaced in one rename), then removed."""
+    old = path.with_name(f".{path.name}.old-{os.getpid()}-{uuid.uuid4().hex[:8]}")
+    try:
+        os.replace(path, old)
+    except FileNotFoundError:
+        old = None
+    os.replace(staged, path)
     if old is not None:
         shutil.rmtree(old, ignore_errors=True)
     return path

@@ -1,4 +1,5 @@
 import json
+from pathlib import Path
 
 import pytest
 
@@ -92,3 +93,27 @@ def test_dataset_dict_saved_over_an_existing_dataset(tmp_path):
     save_dataset_atomic(DatasetDict({"train": Dataset.from_dict({"x": [1]})}), tmp_path / "dataset")
     save_dataset_atomic(DatasetDict({"train": Dataset.from_dict({"x": [2, 3]})}), tmp_path / "dataset")
     assert load_from_disk(str(tmp_path / "dataset"))["train"]["x"] == [2, 3]
+
+
+def test_final_model_replaces_an_older_model_folder_whole(tmp_path):
+    """A rerun's save never mixes with files of an earlier (killed or differently configured) save."""
+    from types import SimpleNamespace
+
+    from rewards.checkpointing import save_final_model
+
+    def save_model(folder):
+        Path(folder).mkdir(parents=True, exist_ok=True)
+        (Path(folder) / "model.safetensors").write_bytes(b"new")
+
+    trainer = SimpleNamespace(save_model=save_model, is_world_process_zero=lambda: True,
+                              accelerator=SimpleNamespace(state=SimpleNamespace(deepspeed_plugin=None),
+                                                          wait_for_everyone=lambda: None))
+    tokenizer = SimpleNamespace(save_pretrained=lambda folder: (Path(folder) / "tokenizer.json").write_text("{}"))
+    out = tmp_path / "model"
+    out.mkdir()
+    (out / "adapter_config.json").write_text("{}")  # from an earlier save of another kind
+    (tmp_path / ".model.staging").mkdir()  # a save killed midway
+    (tmp_path / ".model.staging" / "partial").write_text("x")
+    save_final_model(trainer, tokenizer, out)
+    assert sorted(p.name for p in out.iterdir()) == ["model.safetensors", "tokenizer.json"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["model"]
