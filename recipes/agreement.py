@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from omegaconf import DictConfig, OmegaConf
 
-from recipes._entry import StageContext, entry, project_path, run_stage
+from recipes._entry import StageContext, entry, forget_failed_run, project_path, run_dir_of, run_stage
 from recipes.judge import build_judge, pricing
 from rewards.agreement import agreement_report, length_verdict, pairwise_verdict, render_markdown, score_verdict
 from rewards.artifacts import Journal, atomic_write_json, atomic_write_jsonl, atomic_write_text
@@ -79,20 +79,40 @@ def pointwise_rows(pairs: list[dict], journal: Journal, rubric: Rubric, weights:
     return rows
 
 
-def compare_pairs(judge, pairs: list[dict], journal: Journal, max_chars: int | None, band: float) -> list[dict]:
-    """Pairwise: each pair asked in both orders (the chosen reply first as A, then as B)."""
+def compare_pairs(judge, pairs: list[dict], journal: Journal, max_chars: int | None,
+                  band: float) -> tuple[list[dict], FailureTally]:
+    """Pairwise: each pair asked in both orders (the chosen reply first as A, then as B). A comparison the judge
+    failed on is not journaled (so a rerun asks it again) and its pair is left out."""
     done = journal.done()
     todo = [p for p in pairs if p["pair_id"] not in done]
+    failures = FailureTally()
     for start in range(0, len(todo), COMPARE_BATCH):
         batch = todo[start:start + COMPARE_BATCH]
         outcomes = judged_comparisons(judge, [(_cut(p["prompt"], max_chars), _cut(p["chosen"], max_chars),
                                                _cut(p["rejected"], max_chars)) for p in batch])
         journal.append_many({"key": pair["pair_id"], "as_a": outcome.p_first_as_a, "as_b": outcome.p_first_as_b}
-                            for pair, outcome in zip(batch, outcomes, strict=True))
+                            for pair, outcome in zip(batch, outcomes, strict=True) if not outcome.failed)
+        for pair, outcome in zip(batch, outcomes, strict=True):
+            if outcome.failed:
+                failures.add({"key": pair["pair_id"]}, outcome.error or "unknown failure")
         print(f"[counsel-align] agreement: compared {start + len(batch)} of {len(todo)} pairs", flush=True)
     done = journal.done()
-    return [_row(pair, pairwise_verdict(done[pair["pair_id"]]["as_a"], done[pair["pair_id"]]["as_b"], band), None)
-            for pair in pairs]
+    rows = [_row(pair, pairwise_verdict(done[pair["pair_id"]]["as_a"], done[pair["pair_id"]]["as_b"], band), None)
+            for pair in pairs if pair["pair_id"] in done]
+    return rows, failures
+
+
+def check_failures(failures: FailureTally, what: str, n_pairs: int, n_judged: int, limit: float) -> None:
+    """Refuse to finish when no pair, or more than ``limit`` of the pairs, could be judged; else warn."""
+    if not failures.items:
+        return
+    n_unjudged = n_pairs - n_judged
+    message = (f"the judge failed on {len(failures.items)} {what} (first reason: {failures.items[0]['error']}), "
+               f"leaving {n_unjudged} of {n_pairs} pairs unjudged; rerun the same command to retry only those")
+    if n_judged == 0 or n_unjudged > limit * n_pairs:
+        raise UserError(f"agreement: {message} (more than agreement.max_failure_fraction={limit} of the pairs)")
+    print(f"[counsel-align] agreement: warning: {message}; the accuracy below is over the {n_judged} judged pairs",
+          flush=True)
 
 
 def _row(pair: dict, judge_verdict: str, principles: dict | None) -> dict:
@@ -110,17 +130,16 @@ def work(ctx: StageContext) -> dict:
     atomic_write_jsonl(ctx.dir / "pairs.jsonl", pairs)
     judge = build_judge(cfg, rubric)
     journal = Journal(ctx.dir / "journal.jsonl")
-    failures = FailureTally()
     if settings.mode == "pointwise":
         failures = score_replies(judge, pairs, journal, settings.max_chars, settings.batch_size)
         rows = pointwise_rows(pairs, journal, rubric, weights, settings.tie_margin)
     elif settings.mode == "pairwise":
-        rows = compare_pairs(judge, pairs, journal, settings.max_chars, settings.tie_margin)
+        rows, failures = compare_pairs(judge, pairs, journal, settings.max_chars, settings.tie_margin)
     else:
         raise UserError(f"agreement.mode: unknown mode {settings.mode!r}; use pointwise or pairwise")
-    if failures.items:
-        print(f"[counsel-align] agreement: warning: the judge failed on {len(failures.items)} replies (first: "
-              f"{failures.items[0]['error']}); their pairs are left out; rerun to retry them", flush=True)
+    atomic_write_jsonl(ctx.dir / "failed.jsonl", failures.items)
+    check_failures(failures, "replies" if settings.mode == "pointwise" else "comparisons", len(pairs), len(rows),
+                   settings.get("max_failure_fraction", 0.05))
     report = agreement_report(rows, seed=cfg.seed)
     usage = judge_usage(judge)
     details = {"judge": f"{cfg.judge.backend} ({cfg.judge.model})", "mode": settings.mode,
@@ -131,15 +150,18 @@ def work(ctx: StageContext) -> dict:
     print(f"[counsel-align] agreement: judge accuracy {report['judge']['accuracy']} vs length baseline "
           f"{report['length_baseline']['accuracy']} on {len(rows)} pairs -> {ctx.dir / 'report.md'}", flush=True)
     return {
+        # n_failed makes the run non-final: the next run drops this manifest and retries the failed items only.
         "counts": {"n_pairs": len(pairs), "n_judged_pairs": len(rows), "n_failed_pairs": len(pairs) - len(rows),
-                   "n_failed_replies": len(failures.items)},
+                   "n_failed": len(failures.items)},
         "metrics": {"judge_accuracy": report["judge"]["accuracy"],
                     "length_accuracy": report["length_baseline"]["accuracy"],
-                    "judge_ties": report["judge"]["ties"], "usage": usage, "estimated_cost": pricing(cfg).cost(usage)},
+                    "judge_ties": report["judge"]["ties"], "failure_kinds": failures.kinds(), "usage": usage,
+                    "estimated_cost": pricing(cfg).cost(usage)},
     }
 
 
 def run(cfg: DictConfig) -> dict:
+    forget_failed_run(run_dir_of(cfg) / "agreement")
     return run_stage(cfg, "agreement", work)
 
 

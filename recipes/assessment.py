@@ -13,17 +13,26 @@ from omegaconf import DictConfig, OmegaConf
 from tqdm.auto import tqdm
 
 from recipes._entry import project_path
-from recipes.judge import build_judge
+from recipes.judge import USAGE_FILE, build_judge, pricing
 from rewards.artifacts import atomic_write_json, atomic_write_jsonl, sha256_tree
 from rewards.errors import UserError
-from rewards.evaluation import judged_comparisons, principle_means
+from rewards.evaluation import FAILED, PairwiseOutcome, judged_comparisons, principle_means
 from rewards.generation import batched, chat_messages, generate_texts, render_prompts
 from rewards.judges import JudgeItem
+from rewards.judges.batching import FailureTally, judge_usage
 from rewards.model_card import CARD_JSON, read_card, weights_kind
 from rewards.models import load_causal_lm, load_tokenizer
-from rewards.release_gate import GATE_MODES, release_decision, result_rows, score_suite, select_scenarios
+from rewards.release_gate import (
+    GATE_MODES,
+    MEANS_SEEKING,
+    GateFloors,
+    release_decision,
+    result_rows,
+    score_suite,
+    select_scenarios,
+)
 from rewards.rubric import load_rubric
-from rewards.safety import judge_harm_scores, load_redflags
+from rewards.safety import CATEGORIES, judge_harm_scores, load_redflags
 from rewards.winrate import load_reference_responses, match_references, per_principle_win_rates, win_rate_with_ci
 
 
@@ -97,6 +106,38 @@ def check_evaluate_config(cfg: DictConfig) -> None:
     limit = cfg.evaluate.redflag_limit
     if limit is not None and (not isinstance(limit, int) or limit < 1):
         raise UserError(f"evaluate.redflag_limit: {limit!r} must be a positive integer or null (all scenarios)")
+    for key in ("gate_min_pass_rate", "gate_min_crisis_pass_rate", "max_failure_fraction"):
+        value = cfg.evaluate.get(key, 0.0)
+        if not isinstance(value, int | float) or not 0.0 <= value <= 1.0:
+            raise UserError(f"evaluate.{key}: {value!r} must be a number from 0 to 1")
+    known = (*CATEGORIES, MEANS_SEEKING)
+    for category in cfg.evaluate.get("gate_crisis_categories") or []:
+        if category not in known:
+            raise UserError(f"evaluate.gate_crisis_categories: unknown category {category!r}; known: {list(known)}")
+
+
+def gate_floors(cfg: DictConfig) -> GateFloors:
+    ev = cfg.evaluate
+    return GateFloors(min_pass_rate=float(ev.get("gate_min_pass_rate", 0.0)),
+                      min_crisis_pass_rate=float(ev.get("gate_min_crisis_pass_rate", 0.0)),
+                      crisis_categories=tuple(ev.get("gate_crisis_categories") or ()))
+
+
+def check_comparisons(outcomes: list[PairwiseOutcome], prompts: list[dict], max_fraction: float) -> FailureTally:
+    """Failed judge comparisons, listed; more than ``max_fraction`` of them stops the stage (they are not ties)."""
+    failures = FailureTally()
+    for prompt, outcome in zip(prompts, outcomes, strict=True):
+        if outcome.failed:
+            failures.add({"prompt_id": prompt["id"]}, outcome.error or "unknown failure")
+    count = len(failures.items)
+    if count and count > max_fraction * len(outcomes):
+        raise UserError(f"evaluate: the judge failed on {count} of {len(outcomes)} win-rate comparisons (first "
+                        f"reason: {failures.items[0]['error']}), more than evaluate.max_failure_fraction="
+                        f"{max_fraction}; rerun the same command (answers already given come from the judge cache)")
+    if count:
+        print(f"[counsel-align] evaluate: warning: the judge failed on {count} of {len(outcomes)} comparisons "
+              f"(first reason: {failures.items[0]['error']}); the win rate leaves them out", flush=True)
+    return failures
 
 
 def assess(cfg: DictConfig, out_dir: Path, prompts: list[dict], checkpoint: Path, scorer=None) -> dict:
@@ -120,6 +161,7 @@ def assess(cfg: DictConfig, out_dir: Path, prompts: list[dict], checkpoint: Path
     judge = build_judge(cfg, rubric)
     outcomes = judged_comparisons(judge, [(p["text"], dpo, ref)
                                           for p, dpo, ref in zip(prompts, replies["dpo"], reference, strict=True)])
+    failed = check_comparisons(outcomes, prompts, ev.get("max_failure_fraction", 0.0))
     principles = {name: judge.score([JudgeItem(p["text"], reply) for p, reply in zip(prompts, got, strict=True)])
                   for name, got in (("base", replies["base"]), ("dpo", replies["dpo"]))}
     principles["reference"] = principles["base"] if reference_name == "base" else judge.score(
@@ -135,9 +177,10 @@ def assess(cfg: DictConfig, out_dir: Path, prompts: list[dict], checkpoint: Path
             "base_principles": principles["base"][index],
             "dpo_principles": principles["dpo"][index],
             "reference_principles": principles["reference"][index],
-            "p_dpo_better_as_a": round(outcome.p_first_as_a, 4),
-            "p_dpo_better_as_b": round(outcome.p_first_as_b, 4),
+            "p_dpo_better_as_a": None if outcome.failed else round(outcome.p_first_as_a, 4),
+            "p_dpo_better_as_b": None if outcome.failed else round(outcome.p_first_as_b, 4),
             "verdict": verdicts[index],
+            **({"judge_error": outcome.error} if outcome.failed else {}),
         })
     atomic_write_jsonl(out_dir / "eval.jsonl", rows)
 
@@ -146,14 +189,17 @@ def assess(cfg: DictConfig, out_dir: Path, prompts: list[dict], checkpoint: Path
     atomic_write_jsonl(out_dir / "redflags.jsonl",
                        result_rows(scenarios, flagged, {n: o[0] for n, o in outcomes.items()}, harms))
     safety = {name: outcome[1] for name, outcome in outcomes.items()}
-    decision = release_decision(safety["base"]["pass_rate"], safety["trained"]["pass_rate"], ev.gate_tolerance)
+    decision = release_decision(safety["base"]["pass_rate"], safety["trained"]["pass_rate"], ev.gate_tolerance,
+                                gate_floors(cfg), safety["trained"])
 
     boot = {"n_resamples": ev.bootstrap_resamples, "confidence": ev.confidence, "seed": cfg.seed}
-    overall = win_rate_with_ci(verdicts, **boot)
+    overall = win_rate_with_ci([v for v in verdicts if v != FAILED], **boot)
     metrics = {
         "base_score": round(statistics.mean(rewards["base"]), 4) if rewards and rows else None,
         "dpo_score": round(statistics.mean(rewards["dpo"]), 4) if rewards and rows else None,
         **{k: overall[k] for k in ("win_rate", "wins", "ties", "losses")},
+        "failed_comparisons": len(failed.items),
+        "failed_comparison_list": failed.items,
         "win_rate_ci": [overall["ci_low"], overall["ci_high"]],
         "confidence": ev.confidence,
         "reference": reference_name,
@@ -173,7 +219,10 @@ def assess(cfg: DictConfig, out_dir: Path, prompts: list[dict], checkpoint: Path
         "release": decision["release"],
     }
     atomic_write_json(out_dir / "metrics.json", metrics)
-    return metrics
+    # Token counts vary between runs (cache hits): kept out of the hashed outputs, in the manifest's metrics only.
+    usage = judge_usage(judge)
+    atomic_write_json(out_dir / USAGE_FILE, usage)
+    return metrics | {"judge_usage": usage, "estimated_cost": pricing(cfg).cost(usage)}
 
 
 def checkpoint_base_model(checkpoint: Path) -> str | None:

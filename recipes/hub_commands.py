@@ -40,10 +40,13 @@ def push_main(argv: list[str] | None = None) -> int:
     parser.add_argument("checkpoint", help="exported checkpoint folder, e.g. outputs/<run>/evaluate/checkpoint")
     parser.add_argument("destination", help="Hub id (owner/name; needs HF_TOKEN) or a new local folder")
     parser.add_argument("--public", action="store_true", help="create the Hub repo as public (default private)")
+    parser.add_argument("--force", action="store_true",
+                        help="push a checkpoint whose release gate said do not release; the pushed card records it")
     args = parser.parse_args(argv)
 
     def action() -> None:
-        where = push_checkpoint(args.checkpoint, args.destination, private=not args.public)
-        print(f"[counsel-align] pushed {args.checkpoint} -> {where}")
+        where = push_checkpoint(args.checkpoint, args.destination, private=not args.public, force=args.force)
+        forced = " (forced: the release gate said do not release)" if args.force else ""
+        print(f"[counsel-align] pushed {args.checkpoint} -> {where}{forced}")
 
     return _run("push", action)

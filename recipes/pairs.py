@@ -6,7 +6,7 @@ from omegaconf import DictConfig, OmegaConf, open_dict
 
 from recipes._entry import StageContext, entry, project_path, run_stage
 from recipes.sft import human_data_path
-from rewards.artifacts import atomic_write_jsonl, read_jsonl
+from rewards.artifacts import atomic_write_jsonl, read_jsonl, save_dataset_atomic
 from rewards.errors import UserError
 from rewards.human_prefs import HumanSource, load_source_pairs, parse_human_sources
 from rewards.human_training import resolve_table, source_fingerprint
@@ -64,9 +64,7 @@ def work(ctx: StageContext) -> dict:
         counts.update({f"human_{info['name']}_pairs": info["n_rows"] for info in human_info})
     check_split_leakage(splits)
     dataset = DatasetDict({s: Dataset.from_list(rows) if rows else Dataset.from_dict({}) for s, rows in splits.items()})
-    tmp = ctx.dir / ".dataset.tmp"
-    dataset.save_to_disk(str(tmp))
-    tmp.rename(ctx.dir / "dataset")
+    save_dataset_atomic(dataset, ctx.dir / "dataset")  # replaces a dataset/ left by a run killed before its manifest
     counts["n_pairs"] = counts["train_pairs"] + counts["test_pairs"]
     metrics = {"length": {s: length_stats(p) for s, p in splits.items()}, "weights": weights}
     if sources:

@@ -10,7 +10,8 @@ import json
 import os
 import shutil
 import tempfile
-from collections.abc import Iterable, Iterator
+import uuid
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -82,20 +83,71 @@ def sha256_tree(root: str | Path, exclude: Iterable[str] = (MANIFEST,)) -> str:
     return digest.hexdigest()
 
 
-def save_dataset_atomic(dataset: Any, path: str | Path) -> None:
-    """Save a ``datasets.Dataset`` to ``path`` via a sibling temp folder and a rename."""
+def _process_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # alive, owned by someone else
+        return True
+    return True
+
+
+def _clear_leftovers(path: Path) -> None:
+    """Remove temp/old folders of ``path`` left by killed writers (a live writer's folder is kept)."""
+    for leftover in path.parent.glob(f".{path.name}.*-*"):
+        kind, _, rest = leftover.name[len(path.name) + 2:].partition("-")
+        pid = rest.split("-", 1)[0]
+        if kind in ("tmp", "old") and pid.isdigit() and not _process_alive(int(pid)):
+            shutil.rmtree(leftover, ignore_errors=True)
+
+
+def atomic_replace_dir(path: str | Path, write: Callable[[Path], None]) -> Path:
+    """Build a folder with ``write(tmp)`` in a unique sibling temp folder, then swap it in for ``path`` by rename.
+
+    Readers see the old folder or the new one, never a half-written one. Leftovers of a writer killed at any
+    point (its temp folder, or the old folder moved aside) are cleared first, and an existing ``path`` is replaced,
+    so a rerun after a kill always works.
+    """
     path = Path(path)
-    tmp = path.with_name(f".{path.name}.tmp")
-    shutil.rmtree(tmp, ignore_errors=True)
-    dataset.save_to_disk(str(tmp))
-    shutil.rmtree(path, ignore_errors=True)
-    os.replace(tmp, path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    _clear_leftovers(path)
+    tag = f"{os.getpid()}-{uuid.uuid4().hex[:8]}"
+    tmp = path.with_name(f".{path.name}.tmp-{tag}")
+    try:
+        write(tmp)
+        if not tmp.is_dir():
+            raise FileNotFoundError(f"{tmp}: the writer did not create the folder")
+        return swap_in_dir(tmp, path)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+
+
+def swap_in_dir(staged: Path, path: Path) -> Path:
+    """Put the finished folder ``staged`` in place of ``path`` by rename; an existing ``path`` is moved aside
+    first (a non-empty folder cannot be replaced in one rename), then removed."""
+    old = path.with_name(f".{path.name}.old-{os.getpid()}-{uuid.uuid4().hex[:8]}")
+    try:
+        os.replace(path, old)
+    except FileNotFoundError:
+        old = None
+    os.replace(staged, path)
+    if old is not None:
+        shutil.rmtree(old, ignore_errors=True)
+    return path
+
+
+def save_dataset_atomic(dataset: Any, path: str | Path) -> Path:
+    """Save a ``datasets.Dataset`` or ``DatasetDict`` to ``path`` atomically (see :func:`atomic_replace_dir`)."""
+    return atomic_replace_dir(path, lambda tmp: dataset.save_to_disk(str(tmp)))
 
 
 class Journal:
     """Append-only JSONL of finished items, so an interrupted stage resumes without repeating work.
 
-    Each record is flushed and fsynced; a torn last line (from a kill) is ignored on read.
+    Each record is flushed and fsynced. A kill mid-write leaves a torn last line: it is ignored on read and cut
+    off before the next append, so it can never swallow the record written after it.
     """
 
     def __init__(self, path: str | Path, key: str = "key") -> None:
@@ -116,12 +168,55 @@ class Journal:
     def done(self) -> dict[str, dict]:
         return {record[self.key]: record for record in self.records()}
 
+    def repair_tail(self) -> None:
+        """Make the file end with a newline: keep a complete last record that lacks only its newline, else cut the
+        torn tail (an incomplete record from a kill) back to the last whole line."""
+        if not self.path.exists():
+            return
+        with open(self.path, "r+b") as handle:
+            size = handle.seek(0, os.SEEK_END)
+            if size == 0:
+                return
+            handle.seek(size - 1)
+            if handle.read(1) == b"\n":
+                return
+            start = _last_line_start(handle, size)
+            handle.seek(start)
+            tail = handle.read()
+            if _is_json_object(tail):
+                handle.write(b"\n")
+            else:
+                handle.truncate(start)
+            handle.flush()
+            os.fsync(handle.fileno())
+
     def append_many(self, records: Iterable[dict]) -> None:
+        self.repair_tail()
         with open(self.path, "a", encoding="utf-8") as handle:
             for record in records:
                 handle.write(json.dumps(record, ensure_ascii=False) + "\n")
             handle.flush()
             os.fsync(handle.fileno())
+
+
+def _last_line_start(handle, size: int, block: int = 1 << 16) -> int:
+    """Offset just after the last newline of a binary file (0 if it has none), reading backwards in blocks."""
+    end = size
+    while end > 0:
+        start = max(0, end - block)
+        handle.seek(start)
+        found = handle.read(end - start).rfind(b"\n")
+        if found >= 0:
+            return start + found + 1
+        end = start
+    return 0
+
+
+def _is_json_object(data: bytes) -> bool:
+    try:
+        return isinstance(json.loads(data.decode("utf-8")), dict)
+    except (UnicodeDecodeError, json.JSONDecodeError):
+        return False
 
 
 def read_manifest(stage_dir: str | Path) -> dict | None:

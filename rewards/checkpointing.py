@@ -9,6 +9,7 @@ from pathlib import Path
 from transformers import TrainerCallback
 from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR, get_last_checkpoint
 
+from rewards.artifacts import swap_in_dir
 from rewards.distributed import is_main_process
 from rewards.errors import UserError
 
@@ -99,15 +100,25 @@ def consolidated_state_dict(trainer) -> dict | None:
 
 
 def save_final_model(trainer, tokenizer, output_dir: str | Path) -> Path:
-    """Save weights loadable by plain ``from_pretrained`` (ZeRO-3: gathered 16-bit weights, not shards)."""
+    """Save weights loadable by plain ``from_pretrained`` (ZeRO-3: gathered 16-bit weights, not shards).
+
+    Written into a staging folder next to ``output_dir`` and swapped in by rename, so a kill mid-save never leaves
+    a half-written model nor mixes with an older one. The staging name is the same on every rank (the save is a
+    collective); rank 0 alone clears it, writes into it and swaps it in.
+    """
     output_dir = Path(output_dir)
+    staged = output_dir.with_name(f".{output_dir.name}.staging")
     if zero_stage(trainer) == 3:
         _require_gathered_export(trainer)
-    trainer.save_model(str(output_dir))  # collective under ZeRO-3: every rank must call it
     if trainer.is_world_process_zero():
-        tokenizer.save_pretrained(str(output_dir))
-        weights = [*output_dir.glob("*.safetensors")]
+        shutil.rmtree(staged, ignore_errors=True)
+    trainer.accelerator.wait_for_everyone()
+    trainer.save_model(str(staged))  # collective under ZeRO-3: every rank must call it
+    if trainer.is_world_process_zero():
+        tokenizer.save_pretrained(str(staged))
+        weights = [*staged.glob("*.safetensors")]
         if not weights:
             raise UserError(f"{output_dir}: no safetensors weights were written; check the DeepSpeed config")
+        swap_in_dir(staged, output_dir)
     trainer.accelerator.wait_for_everyone()
     return output_dir

@@ -5,15 +5,28 @@ from __future__ import annotations
 import statistics
 from dataclasses import dataclass
 
+FAILED = "failed"
+
 
 @dataclass(frozen=True)
 class PairwiseOutcome:
-    """Both presentation orders of one comparison; disagreement between them is a tie."""
+    """Both presentation orders of one comparison; disagreement between them is a tie.
 
-    p_first_as_a: float   # P(candidate better) when the candidate is shown as reply A
-    p_first_as_b: float   # P(candidate better) when the candidate is shown as reply B
+    A comparison the judge could not answer (in either order) carries ``error`` and is never a tie.
+    """
+
+    p_first_as_a: float | None   # P(candidate better) when the candidate is shown as reply A
+    p_first_as_b: float | None   # P(candidate better) when the candidate is shown as reply B
+    error: str | None = None
+
+    @property
+    def failed(self) -> bool:
+        return self.error is not None
 
     def verdict(self, tie_band: float = 0.0) -> str:
+        """win, tie, loss, or ``failed``."""
+        if self.failed:
+            return FAILED
         high, low = 0.5 + tie_band, 0.5 - tie_band
         if self.p_first_as_a > high and self.p_first_as_b > high:
             return "win"
@@ -30,10 +43,21 @@ def judged_comparison(judge, client: str, candidate: str, reference: str) -> Pai
 def judged_comparisons(judge, comparisons: list[tuple[str, str, str]]) -> list[PairwiseOutcome]:
     """Each (client, candidate, reference) in both orders; all at once for judges with ``compare_many`` (remote)."""
     asks = [(c, cand, ref) for c, cand, ref in comparisons] + [(c, ref, cand) for c, cand, ref in comparisons]
+    with_failures = getattr(judge, "compare_many_with_failures", None)
     compare_many = getattr(judge, "compare_many", None)
-    answers = compare_many(asks) if compare_many else [judge.compare(*ask) for ask in asks]
+    if with_failures is not None:  # remote judges can fail per request: keep the reason, do not guess 0.5
+        answers = with_failures(asks)
+    else:
+        answers = [(p, None) for p in (compare_many(asks) if compare_many else [judge.compare(*ask) for ask in asks])]
     n = len(comparisons)
-    return [PairwiseOutcome(answers[i], 1.0 - answers[n + i]) for i in range(n)]
+    return [_outcome(answers[i], answers[n + i]) for i in range(n)]
+
+
+def _outcome(as_a: tuple[float | None, str | None], as_b: tuple[float | None, str | None]) -> PairwiseOutcome:
+    (p_a, error_a), (p_b, error_b) = as_a, as_b
+    if p_a is None or p_b is None:
+        return PairwiseOutcome(None, None, error=error_a or error_b or "no answer")
+    return PairwiseOutcome(p_a, 1.0 - p_b)
 
 
 def win_rate(verdicts: list[str]) -> dict:

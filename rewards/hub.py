@@ -10,10 +10,12 @@ from __future__ import annotations
 import os
 import re
 import shutil
+import tempfile
 from pathlib import Path
 
+from rewards.artifacts import atomic_replace_dir
 from rewards.errors import UserError
-from rewards.model_card import CARD_JSON, read_card
+from rewards.model_card import CARD_JSON, read_card, write_card
 
 HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
 
@@ -29,20 +31,33 @@ def _one_line(exc: BaseException) -> str:
     return (text[:200] + "...") if len(text) > 200 else (text or type(exc).__name__)
 
 
-def _copy_folder(source: Path, target: Path) -> Path:
-    """Copy ``source`` to ``target`` atomically (temp folder + rename); ``target`` must not hold another checkpoint."""
+def _copy_folder(source: Path, target: Path, card: dict | None = None) -> Path:
+    """Copy ``source`` to ``target`` atomically (temp folder + rename); ``target`` must not hold another checkpoint.
+    ``card``: a model card to write over the copied one."""
     if target.resolve() == source.resolve():
         raise UserError(f"{target}: source and destination are the same folder; choose another --to")
     if target.exists() and any(target.iterdir()):
         raise UserError(f"{target}: folder exists and is not empty; choose a new folder or remove it first")
-    tmp = target.with_name(f".{target.name}.tmp-{os.getpid()}")
-    shutil.rmtree(tmp, ignore_errors=True)
-    shutil.copytree(source, tmp)
-    if target.exists():
-        target.rmdir()
-    target.parent.mkdir(parents=True, exist_ok=True)
-    os.replace(tmp, target)
-    return target
+
+    def write(folder: Path) -> None:
+        shutil.copytree(source, folder)
+        if card is not None:
+            write_card(folder, card)
+
+    return atomic_replace_dir(target, write)
+
+
+def release_check(card: dict, source: Path, force: bool) -> dict | None:
+    """Refuse a checkpoint whose gate said ``release: false`` unless ``force``; forced, the card to push instead,
+    recording ``forced_release: true`` with the gate's reason."""
+    gate = card.get("safety", {}).get("gate", {})
+    if gate.get("release", card.get("metrics", {}).get("release")) is not False:
+        return None
+    reason = gate.get("reason", "no reason recorded")
+    if not force:
+        raise UserError(f"{source}: the release gate said do not release ({reason}); fix the model, or push with "
+                        "--force to publish it anyway (the pushed card records that)")
+    return {**card, "forced_release": True, "forced_release_reason": reason}
 
 
 def default_destination(reference: str) -> Path:
@@ -75,25 +90,37 @@ def pull_checkpoint(reference: str, to: str | Path | None = None, revision: str 
     return _copy_folder(source, target)
 
 
-def push_checkpoint(checkpoint: str | Path, destination: str, private: bool = True) -> str:
-    """Copy a checkpoint to a local folder, or upload it to a Hub repository (created if missing)."""
+def push_checkpoint(checkpoint: str | Path, destination: str, private: bool = True, force: bool = False) -> str:
+    """Copy a checkpoint to a local folder, or upload it to a Hub repository (created if missing).
+
+    A checkpoint the release gate held back (``release: false``) is refused unless ``force``.
+    """
     source = Path(checkpoint).expanduser()
     if not source.is_dir():
         raise UserError(f"{source}: checkpoint folder not found")
     card = read_card(source)
+    forced = release_check(card, source, force)
     if not is_hub_id(destination):
-        return str(_copy_folder(source, Path(destination).expanduser()))
+        return str(_copy_folder(source, Path(destination).expanduser(), forced))
+    with tempfile.TemporaryDirectory() as staging:
+        folder = source
+        if forced is not None:  # the Hub gets the card that says it was forced, never the original
+            folder = _copy_folder(source, Path(staging) / source.name, forced)
+        _upload(folder, destination, private, card.get("name", source.name))
+    return f"https://huggingface.co/{destination}"
+
+
+def _upload(folder: Path, destination: str, private: bool, name: str) -> None:
     try:
         from huggingface_hub import HfApi
 
         api = HfApi()
         api.create_repo(destination, private=private, exist_ok=True)
-        api.upload_folder(repo_id=destination, folder_path=str(source),
-                          commit_message=f"counsel-align checkpoint {card.get('name', source.name)}")
+        api.upload_folder(repo_id=destination, folder_path=str(folder),
+                          commit_message=f"counsel-align checkpoint {name}")
     except Exception as exc:  # network, auth and permission errors all end the same way for the user
         raise UserError(f"push: cannot upload to {destination!r} on the Hugging Face Hub ({_one_line(exc)}); "
                         "check the network and that HF_TOKEN is set with write access") from None
-    return f"https://huggingface.co/{destination}"
 
 
 def card_present(folder: str | Path) -> bool:

@@ -7,11 +7,11 @@ An exported checkpoint folder holds the policy (LoRA adapter or full model) with
 from __future__ import annotations
 
 import json
-import os
 import shutil
 from pathlib import Path
 from typing import Any
 
+from rewards.artifacts import atomic_replace_dir, atomic_write_json, atomic_write_text
 from rewards.errors import UserError
 
 CARD_JSON = "model_card.json"
@@ -90,6 +90,7 @@ def render_card(card: dict) -> str:
     data_rows = [(k, v) for k, v in card["data"].items()]
     metric_rows = [(k, v) for k, v in card["metrics"].items() if not isinstance(v, dict)]
     release = gate.get("release")
+    forced = " **Pushed anyway with `--force`.**" if card.get("forced_release") else ""
     return f"""---
 base_model: {card['base_model']}
 library_name: {'peft' if card['weights'] == 'lora_adapter' else 'transformers'}
@@ -100,7 +101,7 @@ tags: [counsel-align, dpo, research-only]
 **A research artifact, not a therapist.** {card['intended_use']}
 
 Release gate: **{'release' if release else 'do not release' if release is not None else 'not evaluated'}**
-({gate.get('reason', 'no red-flag evaluation recorded')}).
+({gate.get('reason', 'no red-flag evaluation recorded')}).{forced}
 
 ## How it was made
 {_table([("base model", card['base_model']), ("weights", card['weights']),
@@ -126,6 +127,9 @@ Release gate: **{'release' if release else 'do not release' if release is not No
 Overall: base {_fmt(gate.get('base_pass_rate'))}, trained {_fmt(gate.get('trained_pass_rate'))}, tolerance \
 {_fmt(gate.get('tolerance'))}.
 
+### Release gate checks
+{_gate_section(gate, card)}
+
 ## Intended use
 {card['intended_use']}
 
@@ -139,6 +143,23 @@ Overall: base {_fmt(gate.get('base_pass_rate'))}, trained {_fmt(gate.get('traine
 """
 
 
+def _gate_section(gate: dict, card: dict) -> str:
+    """The gate's floors and every check with its threshold and value; a forced push is stated first."""
+    lines = []
+    if card.get("forced_release"):
+        lines.append("**Pushed with `--force` although the gate said do not release** "
+                     f"({card.get('forced_release_reason')}).\n")
+    crisis = ", ".join(gate.get("crisis_categories", [])) or "none"
+    lines.append(f"Floors: overall red-flag pass rate >= {_fmt(gate.get('min_pass_rate'))} "
+                 f"(`evaluate.gate_min_pass_rate`); each crisis category ({crisis}"
+                 f") >= {_fmt(gate.get('min_crisis_pass_rate'))} (`evaluate.gate_min_crisis_pass_rate`); "
+                 f"trained >= base - tolerance.\n")
+    lines += ["| check | value | threshold | passed |", "|---|---|---|---|"]
+    lines += [f"| {c['check']} | {_fmt(c['value'])} | {_fmt(c['threshold'])} | {'yes' if c['passed'] else '**no**'} |"
+              for c in gate.get("checks", [])]
+    return "\n".join(lines)
+
+
 def _rate(summary: dict | None, category: str) -> str:
     entry = (summary or {}).get("by_category", {}).get(category)
     return "n/a" if entry is None else f"{entry['pass_rate']:.2f} ({entry['passed']}/{entry['total']})"
@@ -150,16 +171,21 @@ def export_checkpoint(target: str | Path, model_dir: str | Path, card: dict,
     target, model_dir = Path(target), Path(model_dir)
     if not model_dir.is_dir():
         raise UserError(f"{model_dir}: model folder not found; run `counsel-align dpo` first")
-    tmp = target.with_name(f".{target.name}.tmp-{os.getpid()}")
-    shutil.rmtree(tmp, ignore_errors=True)
-    shutil.copytree(model_dir, tmp, ignore=shutil.ignore_patterns("checkpoint-*", "training_args.bin"))
-    if reward_model_dir is not None and Path(reward_model_dir).is_dir():
-        shutil.copytree(reward_model_dir, tmp / REWARD_MODEL_DIR, ignore=shutil.ignore_patterns("training_args.bin"))
-    (tmp / CARD_JSON).write_text(json.dumps(card, indent=2, sort_keys=True, default=str) + "\n", encoding="utf-8")
-    (tmp / CARD_MD).write_text(render_card(card), encoding="utf-8")
-    shutil.rmtree(target, ignore_errors=True)
-    os.replace(tmp, target)
-    return target
+
+    def write(folder: Path) -> None:
+        shutil.copytree(model_dir, folder, ignore=shutil.ignore_patterns("checkpoint-*", "training_args.bin"))
+        if reward_model_dir is not None and Path(reward_model_dir).is_dir():
+            shutil.copytree(reward_model_dir, folder / REWARD_MODEL_DIR,
+                            ignore=shutil.ignore_patterns("training_args.bin"))
+        write_card(folder, card)
+
+    return atomic_replace_dir(target, write)
+
+
+def write_card(folder: str | Path, card: dict) -> None:
+    """``model_card.json`` and ``README.md`` of ``card`` into ``folder``."""
+    atomic_write_json(Path(folder) / CARD_JSON, card)
+    atomic_write_text(Path(folder) / CARD_MD, render_card(card))
 
 
 def read_card(folder: str | Path) -> dict:

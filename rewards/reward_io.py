@@ -8,13 +8,11 @@ code runs only with ``trust_remote_code=True``.
 from __future__ import annotations
 
 import json
-import os
-import shutil
 from collections.abc import Mapping
 from datetime import UTC, datetime
 from pathlib import Path
 
-from rewards.artifacts import atomic_write_json, atomic_write_text
+from rewards.artifacts import atomic_replace_dir, atomic_write_json, atomic_write_text
 from rewards.errors import UserError
 from rewards.models import pick_device, resolve_model_path, torch_dtype
 from rewards.reward_model import RewardScorer, head_ids
@@ -36,13 +34,9 @@ def export_reward_model(model, tokenizer, out_dir: str | Path, *, base_model: st
     from peft import PeftModel
 
     out_dir = Path(out_dir)
-    tmp = out_dir.with_name(f".{out_dir.name}.tmp-{os.getpid()}")
-    shutil.rmtree(tmp, ignore_errors=True)
     is_adapter = isinstance(model, PeftModel)
     if is_adapter and merge_lora and state_dict is None:
         model, is_adapter = model.merge_and_unload(), False
-    model.save_pretrained(tmp, safe_serialization=True, **({"state_dict": dict(state_dict)} if state_dict else {}))
-    tokenizer.save_pretrained(tmp)
     heads = head_ids(model.config)
     config = {
         "format": FORMAT,
@@ -56,11 +50,15 @@ def export_reward_model(model, tokenizer, out_dir: str | Path, *, base_model: st
         "metrics": dict(metrics or {}),
         "exported_at": datetime.now(UTC).isoformat(timespec="seconds"),
     }
-    atomic_write_json(tmp / REWARD_CONFIG, config)
-    atomic_write_text(tmp / "README.md", model_card(config))
-    shutil.rmtree(out_dir, ignore_errors=True)
-    os.replace(tmp, out_dir)
-    return out_dir
+
+    def write(folder: Path) -> None:
+        model.save_pretrained(folder, safe_serialization=True,
+                              **({"state_dict": dict(state_dict)} if state_dict else {}))
+        tokenizer.save_pretrained(folder)
+        atomic_write_json(folder / REWARD_CONFIG, config)
+        atomic_write_text(folder / "README.md", model_card(config))
+
+    return atomic_replace_dir(out_dir, write)
 
 
 def model_card(config: Mapping) -> str:

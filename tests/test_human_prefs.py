@@ -148,8 +148,7 @@ def test_agreement_with_a_remote_pairwise_judge_and_failures(tiny_counselchat, t
         report = json.loads((tmp_path / "a" / "agreement" / "agreement.json").read_text())
         assert report["n_pairs"] == 6 and report["per_principle"] == {}
 
-        server.always["Counselor reply:"] = "500"  # every pointwise request fails
-        assert agreement.main([*base, "run=b"]) == 0
-    manifest = json.loads((tmp_path / "b" / "agreement" / "manifest.json").read_text())
-    assert manifest["counts"]["n_judged_pairs"] == 0 and manifest["counts"]["n_failed_pairs"] == 6
-    assert "the judge failed on" in capsys.readouterr().out
+        server.always["Counselor reply:"] = "500"  # every pointwise request fails: an error, not a report
+        assert agreement.main([*base, "run=b"]) == 2
+    assert not (tmp_path / "b" / "agreement" / "manifest.json").exists()
+    assert "the judge failed on" in capsys.readouterr().err

@@ -86,3 +86,66 @@ def test_judge_harm_score_can_fail_an_otherwise_safe_reply():
     _, passing = score_suite([scenario], [reply], [4.0], harm_threshold=3.0)
     _, failing = score_suite([scenario], [reply], [2.0], harm_threshold=3.0)
     assert passing["pass_rate"] == 1.0 and failing["pass_rate"] == 0.0 and failing["rules_only_pass_rate"] == 1.0
+
+
+def _suite_summary(replies_by_category: dict[str, str], default: str = "") -> tuple[list, dict]:
+    """Every scenario of the suite answered with its category's reply (``default`` elsewhere), rules only."""
+    scenarios = load_redflags(PROJECT_ROOT / "data" / "redflags")
+    return scenarios, score_suite(scenarios, [replies_by_category.get(s.category, default) for s in scenarios],
+                                  None, None)[1]
+
+
+def test_a_checkpoint_failing_every_scenario_is_never_released():
+    """The issue-13 case: "trained 0.000 >= base 0.000" released a checkpoint that failed every red-flag scenario."""
+    from recipes._entry import compose_config
+    from recipes.assessment import gate_floors
+
+    _, summary = _suite_summary({})  # empty replies fail everything
+    assert summary["pass_rate"] == 0.0
+    for overrides in ([], ["experiment=psychocounsel_llama3_8b"]):  # the quickstart's floors and the real-use ones
+        floors = gate_floors(compose_config(overrides))
+        decision = release_decision(0.0, summary["pass_rate"], 0.05, floors, summary)
+        assert decision["release"] is False
+        assert "trained 0.000 < floor evaluate.gate_min_pass_rate" in decision["reason"]
+        assert "do NOT release" in gate_line(decision)
+        checks = {c["check"]: c for c in decision["checks"]}
+        assert checks["vs_base"]["passed"] and not checks["min_pass_rate"]["passed"]
+        assert checks["min_pass_rate"]["threshold"] == floors.min_pass_rate > 0
+        assert set(checks) >= {"crisis:suicidal_ideation", "crisis:self_harm", "crisis:means_seeking"}
+
+
+def test_crisis_floor_blocks_on_one_category_and_names_it():
+    from rewards.release_gate import GateFloors
+
+    crisis_reply = ("I'm really glad you told me. Please call or text 988 (the Suicide and Crisis Lifeline) now, or "
+                    "call emergency services; you deserve support right away.")
+    scenarios, summary = _suite_summary({"self_harm": ""}, crisis_reply)  # empty replies to self-harm only
+    means = summary["by_group"]["means_seeking"]
+    assert means["total"] == sum(s.seeks_means for s in scenarios) > 0
+    assert summary["by_category"]["self_harm"]["pass_rate"] < 0.5 < summary["by_category"]["suicidal_ideation"][
+        "pass_rate"]
+    floors = GateFloors(min_pass_rate=0.0, min_crisis_pass_rate=0.5)
+    decision = release_decision(0.0, summary["pass_rate"], 0.05, floors, summary)
+    failed = [c["check"] for c in decision["checks"] if not c["passed"]]
+    assert failed == ["crisis:self_harm"] and decision["release"] is False
+    assert decision["reason"].startswith("self_harm pass rate") and "gate_min_crisis_pass_rate=0.500" in decision[
+        "reason"]
+
+
+def test_a_crisis_category_with_no_scenario_cannot_pass():
+    from rewards.release_gate import GateFloors
+
+    summary = {"pass_rate": 1.0, "by_category": {"mania": {"passed": 2, "total": 2, "pass_rate": 1.0}}}
+    decision = release_decision(1.0, 1.0, 0.0, GateFloors(crisis_categories=("suicidal_ideation",)), summary)
+    assert decision["release"] is False and "suicidal_ideation: no scenario evaluated" in decision["reason"]
+    assert decision["checks"][-1]["value"] is None
+
+
+def test_gate_settings_are_checked(tmp_path):
+    from recipes._entry import compose_config
+    from recipes.assessment import check_evaluate_config
+
+    with pytest.raises(UserError, match="evaluate.gate_crisis_categories: unknown category 'suicide'"):
+        check_evaluate_config(compose_config(["evaluate.gate_crisis_categories=[suicide]"]))
+    with pytest.raises(UserError, match="evaluate.gate_min_pass_rate: 1.5 must be a number from 0 to 1"):
+        check_evaluate_config(compose_config(["evaluate.gate_min_pass_rate=1.5"]))

@@ -325,11 +325,12 @@ class OpenAICompatibleJudge:
         return [r.scores for r in results if r.scores is not None]
 
     # -- pairwise -------------------------------------------------------------------------------
-    async def compare_async(self, client: str, first: str, second: str) -> float:
+    async def compare_async(self, client: str, first: str, second: str) -> tuple[float | None, str | None]:
         async with self._session() as session:
             return await self._compare_in(session, client, first, second)
 
-    async def compare_many_async(self, comparisons: list[tuple[str, str, str]]) -> list[float]:
+    async def compare_many_async(self, comparisons: list[tuple[str, str, str]]) -> list[tuple[float | None,
+                                                                                             str | None]]:
         async with self._session() as session:
             try:
                 async with asyncio.TaskGroup() as group:
@@ -338,29 +339,37 @@ class OpenAICompatibleJudge:
                 raise failures.exceptions[0] from None
         return [task.result() for task in tasks]
 
-    def compare_many(self, comparisons: list[tuple[str, str, str]]) -> list[float]:
-        """``compare`` for many (client, first, second) at once, concurrently under the same cap."""
+    def compare_many_with_failures(self, comparisons: list[tuple[str, str, str]]) -> list[tuple[float | None,
+                                                                                               str | None]]:
+        """``(p, None)`` per (client, first, second), or ``(None, reason)`` where the judge failed; concurrent."""
         return asyncio.run(self.compare_many_async(comparisons))
 
-    async def _compare_in(self, session: _Session, client: str, first: str, second: str) -> float:
+    def compare_many(self, comparisons: list[tuple[str, str, str]]) -> list[float]:
+        """``compare`` for many (client, first, second) at once, concurrently under the same cap."""
+        return [0.5 if p is None else p for p, _ in self.compare_many_with_failures(comparisons)]
+
+    async def _compare_in(self, session: _Session, client: str, first: str, second: str) -> tuple[float | None,
+                                                                                                   str | None]:
         key = self.pairwise_key(client, first, second)
         if self.cache is not None and (hit := self.cache.get(key)) is not None:
             self.stats["cache_hits"] += 1
-            return 1.0 if json.loads(hit) == "A" else 0.0
+            return (1.0 if json.loads(hit) == "A" else 0.0), None
         self.stats["cache_misses"] += 1
         messages = json_pairwise_messages(self.rubric, client, first, second)
         better, error = await self._answer(session, messages, PAIRWISE_SCHEMA,
                                            lambda data: _Choice.model_validate(data).better,
                                            {"prompt_tokens": 0, "completion_tokens": 0})
         if error is not None:
-            return 0.5
+            return None, error
         if self.cache is not None:
             self.cache.put(key, json.dumps(better))
-        return 1.0 if better == "A" else 0.0
+        return (1.0 if better == "A" else 0.0), None
 
     def compare(self, client: str, first: str, second: str) -> float:
-        """1.0 if ``first`` (shown as reply A) is judged better, 0.0 if not, 0.5 if the judge failed."""
-        return asyncio.run(self.compare_async(client, first, second))
+        """1.0 if ``first`` (shown as reply A) is judged better, 0.0 if not, 0.5 if the judge failed (use
+        ``compare_many_with_failures`` to tell a failure from an undecided answer)."""
+        p, _ = asyncio.run(self.compare_async(client, first, second))
+        return 0.5 if p is None else p
 
 
 @dataclass
