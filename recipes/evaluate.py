@@ -10,7 +10,7 @@ from pathlib import Path
 
 from omegaconf import DictConfig, open_dict
 
-from recipes._entry import StageContext, entry, run_stage
+from recipes._entry import StageContext, entry, forget_failed_run, run_dir_of, run_stage
 from recipes.assessment import assess, check_evaluate_config, checkpoint_base_model
 from recipes.export import export_run_checkpoint
 from rewards.artifacts import read_jsonl, sha256_tree
@@ -29,8 +29,14 @@ def work(ctx: StageContext) -> dict:
     checkpoint = export_run_checkpoint(cfg, ctx.run_dir, ctx.dir, metrics)
     metrics["exported_checkpoint"] = str(checkpoint)
     print(f"[counsel-align] evaluate: exported checkpoint with model card -> {checkpoint}", flush=True)
-    return {"counts": {"n_eval_prompts": len(prompts), "n_redflag_scenarios": metrics["safety"]["n_scenarios"]},
-            "metrics": metrics}
+    return {"counts": evaluation_counts(prompts, metrics), "metrics": metrics}
+
+
+def evaluation_counts(prompts: list[dict], metrics: dict) -> dict:
+    """``n_failed`` > 0 keeps the run unfinished for `forget_failed_run`: the rerun asks the judge again (its cache
+    answers the comparisons that succeeded)."""
+    return {"n_eval_prompts": len(prompts), "n_redflag_scenarios": metrics["safety"]["n_scenarios"],
+            "n_failed": metrics.get("failed_comparisons", 0)}
 
 
 def checkpoint_work(ctx: StageContext) -> dict:
@@ -48,8 +54,7 @@ def checkpoint_work(ctx: StageContext) -> dict:
     from recipes.evaluation_page import write_evaluation_page
 
     write_evaluation_page(cfg.run, ctx.dir, metrics)
-    return {"counts": {"n_eval_prompts": len(prompts), "n_redflag_scenarios": metrics["safety"]["n_scenarios"]},
-            "metrics": metrics}
+    return {"counts": evaluation_counts(prompts, metrics), "metrics": metrics}
 
 
 def run_checkpoint(cfg: DictConfig) -> dict:
@@ -79,6 +84,7 @@ def enforce_gate(cfg: DictConfig, metrics: dict) -> None:
 
 def run(cfg: DictConfig) -> dict:
     check_evaluate_config(cfg)
+    forget_failed_run(run_dir_of(cfg) / "evaluate")
     if cfg.evaluate.checkpoint:
         manifest = run_checkpoint(cfg)
     else:

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from collections import Counter
 
-from omegaconf import DictConfig, OmegaConf, open_dict
+from omegaconf import DictConfig, OmegaConf
 
 from recipes._entry import StageContext, entry, run_stage
 from recipes.sft import human_data_path
@@ -13,7 +13,13 @@ from rewards.artifacts import atomic_write_json, atomic_write_jsonl
 from rewards.checkpointing import install_guards, resume_checkpoint, save_final_model
 from rewards.distributed import is_main_process
 from rewards.errors import UserError
-from rewards.human_training import build_kto_trainer, kto_examples, load_train_questions, source_fingerprint
+from rewards.human_training import (
+    build_kto_trainer,
+    kto_examples,
+    load_train_questions,
+    resolve_table,
+    source_fingerprint,
+)
 from rewards.models import load_tokenizer
 from rewards.tracking import configure_wandb
 from rewards.training import qlora_quantization_config
@@ -61,15 +67,14 @@ def work(ctx: StageContext) -> dict:
     metrics = {"first_loss": history[0]["loss"] if history else None,
                "last_loss": history[-1]["loss"] if history else None, "steps": trainer.state.global_step,
                "peft": train_cfg.get("peft"), "base_model": cfg.model.name_or_path,
-               "data_source": str(cfg.kto.data.source), "data_sha256": cfg.kto.data.source_sha256}
+               "data_source": str(cfg.kto.data.source), "data_sha256": source_fingerprint(data_source(cfg))}
     return {"counts": {"n_desirable": labels[True], "n_undesirable": labels[False],
                        "n_questions": len({e["prompt_id"] for e in examples})}, "metrics": metrics}
 
 
 def run(cfg: DictConfig) -> dict:
     qlora_quantization_config(OmegaConf.to_container(cfg.kto, resolve=True), "kto")  # fail before any work
-    with open_dict(cfg):
-        cfg.kto.data.source_sha256 = source_fingerprint(data_source(cfg))
+    resolve_table(data_source(cfg))  # a missing data file is refused before the stage folder is touched
     return run_stage(cfg, "kto", work)
 
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from omegaconf import DictConfig, OmegaConf, open_dict
+from omegaconf import DictConfig, OmegaConf
 
 from recipes._entry import StageContext, entry, project_path, run_stage
 from recipes.sft import human_data_path
@@ -12,8 +12,6 @@ from rewards.human_prefs import HumanSource, load_source_pairs, parse_human_sour
 from rewards.human_training import resolve_table, source_fingerprint
 from rewards.pairs import PairPolicy, build_pairs, check_split_leakage, length_stats, mix_in_human_pairs
 from rewards.rubric import load_rubric
-
-# pairs.human.sources_sha256 (set in run) puts each human data file's hash in the fingerprint.
 
 
 def human_sources(cfg: DictConfig) -> list[HumanSource]:
@@ -31,7 +29,7 @@ def add_human_pairs(cfg: DictConfig, train: list[dict], rubric_ids: list[str]) -
     for index, source in enumerate(human_sources(cfg)):
         pairs, info = load_source_pairs(source, source_table(source), cfg.seed, f"pairs.human.sources[{index}]")
         human[source.name] = (pairs, source.weight)
-        infos.append({**info, "sha256": cfg.pairs.human.sources_sha256[index]})
+        infos.append({**info, "sha256": source_fingerprint(source_table(source))})
     return mix_in_human_pairs(train, human, rubric_ids), infos
 
 
@@ -77,8 +75,6 @@ def run(cfg: DictConfig) -> dict:
     if sources and cfg.reward_train.get("method") == "reward_multihead":
         raise UserError("pairs.human.sources: human pairs have no per-principle scores for reward_multihead; "
                         "use train@reward_train=reward or drop the human sources")
-    with open_dict(cfg):
-        cfg.pairs.human.sources_sha256 = [source_fingerprint(source_table(s)) for s in sources]
     return run_stage(cfg, "pairs", work)
 
 

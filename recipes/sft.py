@@ -3,7 +3,7 @@ the warm start that DPO takes with ``train.init_from=sft``."""
 
 from __future__ import annotations
 
-from omegaconf import DictConfig, OmegaConf, open_dict
+from omegaconf import DictConfig, OmegaConf
 
 from recipes._entry import StageContext, entry, project_path, run_stage
 from rewards.artifacts import atomic_write_json, atomic_write_jsonl
@@ -15,6 +15,7 @@ from rewards.human_training import (
     build_sft_trainer,
     load_train_questions,
     merge_adapter,
+    resolve_table,
     sft_examples,
     source_fingerprint,
 )
@@ -69,15 +70,14 @@ def work(ctx: StageContext) -> dict:
     metrics = {"first_loss": history[0]["loss"] if history else None,
                "last_loss": history[-1]["loss"] if history else None, "steps": trainer.state.global_step,
                "peft": train_cfg.get("peft"), "base_model": cfg.model.name_or_path,
-               "data_source": str(cfg.sft.data.source), "data_sha256": cfg.sft.data.source_sha256}
+               "data_source": str(cfg.sft.data.source), "data_sha256": source_fingerprint(data_source(cfg))}
     return {"counts": {"n_train_examples": len(examples), "n_questions": len({e["prompt_id"] for e in examples})},
             "metrics": metrics}
 
 
 def run(cfg: DictConfig) -> dict:
     qlora_quantization_config(OmegaConf.to_container(cfg.sft, resolve=True), "sft")  # fail before any work
-    with open_dict(cfg):
-        cfg.sft.data.source_sha256 = source_fingerprint(data_source(cfg))
+    resolve_table(data_source(cfg))  # a missing data file is refused before the stage folder is touched
     return run_stage(cfg, "sft", work)
 
 

@@ -187,13 +187,21 @@ def test_a_failed_judge_comparison_is_counted_listed_and_not_a_tie(run, tmp_path
         err = [line for line in capsys.readouterr().err.splitlines() if "error" in line]
         assert len(err) == 1 and f"failed on 1 of {len(test_prompts)} win-rate comparisons" in err[0]
         assert "evaluate.max_failure_fraction=0.05" in err[0] and "HTTP 500" in err[0]
-        assert cli_main([*args, f"output_root={tmp_path / 'lenient'}", "evaluate.max_failure_fraction=0.5"]) == 0
-    result = next((tmp_path / "lenient").glob("eval-*")) / "evaluate"
-    metrics = json.loads((result / "metrics.json").read_text())
-    assert metrics["failed_comparisons"] == 1 and metrics["failed_comparison_list"][0]["prompt_id"] == bad["id"]
-    assert metrics["wins"] + metrics["ties"] + metrics["losses"] == len(test_prompts) - 1
-    rows = {r["prompt_id"]: r for r in map(json.loads, (result / "eval.jsonl").read_text().splitlines())}
-    assert rows[bad["id"]]["verdict"] == "failed" and "HTTP 500" in rows[bad["id"]]["judge_error"]
-    manifest = json.loads((result / "manifest.json").read_text())["metrics"]
-    assert manifest["judge_usage"]["requests"] > 0 and manifest["judge_usage"]["prompt_tokens"] > 0
-    assert manifest["judge_usage"]["failures"] >= 2 and manifest["estimated_cost"] > 0
+        lenient = [*args, f"output_root={tmp_path / 'lenient'}", "evaluate.max_failure_fraction=0.5"]
+        assert cli_main(lenient) == 0
+        result = next((tmp_path / "lenient").glob("eval-*")) / "evaluate"
+        metrics = json.loads((result / "metrics.json").read_text())
+        assert metrics["failed_comparisons"] == 1 and metrics["failed_comparison_list"][0]["prompt_id"] == bad["id"]
+        assert metrics["wins"] + metrics["ties"] + metrics["losses"] == len(test_prompts) - 1
+        rows = {r["prompt_id"]: r for r in map(json.loads, (result / "eval.jsonl").read_text().splitlines())}
+        assert rows[bad["id"]]["verdict"] == "failed" and "HTTP 500" in rows[bad["id"]]["judge_error"]
+        manifest = json.loads((result / "manifest.json").read_text())["metrics"]
+        assert manifest["judge_usage"]["requests"] > 0 and manifest["judge_usage"]["prompt_tokens"] > 0
+        assert manifest["judge_usage"]["failures"] >= 2 and manifest["estimated_cost"] > 0
+        assert json.loads((result / "manifest.json").read_text())["counts"]["n_failed"] == 1
+        server.always.clear()  # the endpoint recovers: the same command must ask again, not skip
+        capsys.readouterr()
+        assert cli_main(lenient) == 0
+        assert "up to date, skipped" not in capsys.readouterr().out
+        assert json.loads((result / "metrics.json").read_text())["failed_comparisons"] == 0
+        assert cli_main(lenient) == 0 and "up to date, skipped" in capsys.readouterr().out

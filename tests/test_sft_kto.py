@@ -65,7 +65,7 @@ def test_sft_stage_trains_and_writes_an_adapter_and_merged_model(tiny_model_dir,
     assert (out / "model" / "adapter_config.json").exists()
     assert (out / "merged" / "config.json").exists() and (out / "merged" / "model.safetensors").exists()
     assert manifest["counts"]["n_train_examples"] == 3 and manifest["metrics"]["steps"] == 2
-    assert manifest["config"]["sft"]["data"]["source_sha256"] == manifest["metrics"]["data_sha256"]
+    assert manifest["input_files"] == {str(human_csv): manifest["metrics"]["data_sha256"]}
     assert len((out / "train.jsonl").read_text().splitlines()) == 3
 
 
