@@ -4,15 +4,14 @@ from __future__ import annotations
 
 from omegaconf import DictConfig, OmegaConf
 
-from recipes._entry import StageContext, entry, run_stage
+from recipes._entry import StageContext, entry, project_path, run_stage
 from recipes.reward import load_pairs
-from rewards.artifacts import atomic_write_json
-from rewards.checkpointing import install_guards, resume_checkpoint, save_final_model
-from rewards.distributed import is_main_process
+from rewards.artifacts import read_manifest
 from rewards.models import load_tokenizer
 from rewards.policy import build_dpo_trainer
 from rewards.tracking import configure_wandb
 from rewards.training import qlora_quantization_config
+from rewards.training_loop import stage_provenance, train_and_save
 
 
 def work(ctx: StageContext) -> dict:
@@ -23,24 +22,14 @@ def work(ctx: StageContext) -> dict:
     report_to = configure_wandb(cfg.wandb.mode, cfg.wandb.project, ctx.run_dir / "wandb", f"{cfg.run}-dpo")
     columns = ["prompt", "chosen", "rejected"]
     train = pairs["train"].select_columns(columns)
-    checkpoint = resume_checkpoint(ctx.dir / "checkpoints", cfg.resume)
     trainer = build_dpo_trainer(cfg.model.name_or_path, tokenizer, train, train_cfg, ctx.dir / "checkpoints",
                                 report_to, cfg.seed)
-    guard = install_guards(trainer)
-    trainer.train(resume_from_checkpoint=checkpoint)
-    guard.raise_if_tripped(ctx.dir / "checkpoints")
-    save_final_model(trainer, tokenizer, ctx.dir / "model")  # ZeRO-3: consolidated safetensors
-    if is_main_process():
-        atomic_write_json(ctx.dir / "log_history.json", trainer.state.log_history)  # training curves for the report
-    history = [h for h in trainer.state.log_history if "loss" in h]
-    metrics = {
-        "train_loss": round(trainer.state.log_history[-1].get("train_loss", float("nan")), 4),
-        "first_loss": history[0]["loss"] if history else None,
-        "last_loss": history[-1]["loss"] if history else None,
-        "steps": trainer.state.global_step,
-        "peft": train_cfg.get("peft"),
-        "base_model": cfg.model.name_or_path,
-    }
+    provenance = stage_provenance(stage="dpo", run=cfg.run, base_model=cfg.model.name_or_path,
+                                  config={**train_cfg, "seed": cfg.seed},
+                                  inputs={"pairs": read_manifest(ctx.input_dir("pairs")) or {}},
+                                  rubric_path=project_path(cfg.principles.path))
+    outcome = train_and_save(trainer, tokenizer, ctx.dir, cfg.resume, provenance)  # ZeRO-3: consolidated safetensors
+    metrics = {**outcome.metrics, "peft": train_cfg.get("peft"), "base_model": cfg.model.name_or_path}
     return {"counts": {"n_train_pairs": len(train)}, "metrics": metrics}
 
 
