@@ -15,7 +15,7 @@ import recipes.online as online_recipe
 import recipes.reward as reward_recipe
 from recipes._entry import compose_config, run_stage
 from tests.conftest import PROJECT_ROOT, tiny_overrides
-from tests.test_resume_guard import Killed, KillAtStep, PoisonAtStep
+from tests.test_resume_guard import KillAtStep, Killed, PoisonAtStep
 
 STEPS = 4
 
