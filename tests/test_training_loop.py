@@ -1,5 +1,5 @@
 """Every training stage goes through one loop: resume=auto|true|false, the NaN/inf guard, log_history.json and a model
-card with provenance, for the reward stage (scalar and multi-head) and GRPO as for DPO."""
+card with provenance, for the reward stage (scalar and multi-head), GRPO and RLOO as for DPO."""
 
 from __future__ import annotations
 
@@ -148,9 +148,11 @@ def test_multihead_reward_nan_loss_stops_and_keeps_last_good_checkpoint(tiny_mod
     assert not (stage / "manifest.json").exists() and not (stage / "model").exists()
 
 
-def test_grpo_resume_continues_at_step_3_and_keeps_checkpoint_1(tiny_model_dir, tiny_tokenizer, tmp_path,
-                                                                 monkeypatch):
+@pytest.mark.parametrize("method", ["grpo", "rloo"])
+def test_online_resume_continues_at_step_3_and_keeps_checkpoint_1(method, tiny_model_dir, tiny_tokenizer, tmp_path,
+                                                                   monkeypatch):
     from recipes.grpo import main as grpo_main
+    from recipes.rloo import main as rloo_main
     from rewards.reward_io import export_reward_model
     from rewards.reward_model import RewardScorer
     from tests.test_reward_io import fake_finished_run, lora_reward_model
@@ -163,11 +165,11 @@ def test_grpo_resume_continues_at_step_3_and_keeps_checkpoint_1(tiny_model_dir, 
                  "wandb.mode=disabled", f"train.max_steps={STEPS}", "train.num_generations=2",
                  "train.per_device_train_batch_size=2", "train.max_completion_length=8", "train.save_steps=1",
                  "train.save_total_limit=null"]
-    stage = tmp_path / "rl" / "grpo"
+    stage, main = tmp_path / "rl" / method, grpo_main if method == "grpo" else rloo_main
     with monkeypatch.context() as patch:
         with_online_callback(patch, KillAtStep(3))
         with pytest.raises(Killed):
-            grpo_main(overrides)
+            main(overrides)
     assert checkpoints(stage) == ["checkpoint-1", "checkpoint-2"]
     first = snapshot(stage / "checkpoints" / "checkpoint-1")
 
@@ -179,7 +181,7 @@ def test_grpo_resume_continues_at_step_3_and_keeps_checkpoint_1(tiny_model_dir, 
         return original(self, prompts, completions, **kwargs)
 
     monkeypatch.setattr(RewardScorer, "__call__", counting)
-    assert grpo_main([*overrides, "resume=true"]) == 0
+    assert main([*overrides, "resume=true"]) == 0
     assert sum(scored) == 2 * 2  # steps 3 and 4 only, two completions each: steps 1-2 were not retrained
     assert snapshot(stage / "checkpoints" / "checkpoint-1") == first
     assert checkpoints(stage) == [f"checkpoint-{step}" for step in range(1, STEPS + 1)]
@@ -188,7 +190,7 @@ def test_grpo_resume_continues_at_step_3_and_keeps_checkpoint_1(tiny_model_dir, 
     assert logged_steps(stage) == [1, 2, 3, 4]
     card = assert_card(stage / "model", "a" * 64, STEPS)
     assert card["rubric"]["source"] == "reward model" and set(card["data"]) == {"generate", "reward"}
-    assert card["method"] == "grpo" and card["weights"] == "lora_adapter"
+    assert card["method"] == method and card["weights"] == "lora_adapter"
 
 
 def test_provenance_takes_the_rubric_of_the_data_before_the_configured_one():
