@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import shutil
+import sys
 from pathlib import Path
 
 from transformers import TrainerCallback
@@ -13,24 +14,48 @@ from rewards.distributed import is_main_process
 from rewards.errors import UserError
 
 RESUME_MODES = ("auto", "true", "false")
+TRAINER_STATE = "trainer_state.json"  # Trainer._save_checkpoint writes it last
 
 
 def resume_checkpoint(checkpoint_dir: str | Path, mode: str | bool) -> str | None:
     """The checkpoint to resume from: ``auto`` = the last one if any, ``true`` = the last one (required),
-    ``false`` = none (older checkpoints are removed so that they cannot mix with the new run)."""
+    ``false`` = none (older checkpoints are removed so that they cannot mix with the new run).
+
+    Only complete checkpoints count: the Trainer writes ``trainer_state.json`` last, so a folder without it was cut
+    short by a kill during the save; rank 0 removes such folders, since the run will save that step again.
+    """
     mode = str(mode).lower()
     if mode not in RESUME_MODES:
         raise UserError(f"resume: {mode!r} is not one of {', '.join(RESUME_MODES)}")
     folder = Path(checkpoint_dir)
-    last = get_last_checkpoint(str(folder)) if folder.is_dir() else None
+    found = sorted(folder.glob(f"{PREFIX_CHECKPOINT_DIR}-*") if folder.is_dir() else [], key=_step_of)
+    found = [path for path in found if path.is_dir() and _step_of(path) >= 0]
+    complete = [path for path in found if (path / TRAINER_STATE).is_file()]
+    last = complete[-1] if complete else None
     if mode == "false":
-        if is_main_process():
-            for old in folder.glob(f"{PREFIX_CHECKPOINT_DIR}-*") if folder.is_dir() else []:
-                shutil.rmtree(old, ignore_errors=True)
+        _remove(found)
         return None
     if mode == "true" and last is None:
         raise UserError(f"resume=true: no checkpoint under {folder}; run without resume=true to start fresh")
-    return last
+    cut_short = [path for path in found if last is None or _step_of(path) > _step_of(last)]
+    if cut_short and is_main_process():
+        print(f"[counsel-align] removing {', '.join(p.name for p in cut_short)} under {folder}: no {TRAINER_STATE} "
+              "(cut short while saving)", file=sys.stderr, flush=True)
+    _remove(cut_short)
+    return str(last) if last else None
+
+
+def _step_of(path: Path) -> int:
+    step = path.name.rsplit("-", 1)[-1]
+    return int(step) if step.isdigit() else -1
+
+
+def _remove(checkpoints: list[Path]) -> None:
+    """Rank 0 deletes; the caller makes the other ranks wait for it before anyone trains (see training_loop)."""
+    if not is_main_process():
+        return
+    for old in checkpoints:
+        shutil.rmtree(old, ignore_errors=True)
 
 
 class NonFiniteLossGuard(TrainerCallback):

@@ -205,3 +205,17 @@ def test_provenance_takes_the_rubric_of_the_data_before_the_configured_one():
     configured = stage_provenance(inputs={"pairs": {"outputs_sha256": "p"}}, **common)
     assert configured["rubric_sha256"] == load_rubric(path).content_hash()
     assert configured["code"]["commit"] and configured["versions"]["torch"]
+
+
+def test_resume_skips_and_removes_a_checkpoint_cut_short_while_saving(tmp_path):
+    from rewards.checkpointing import resume_checkpoint
+
+    for step in (1, 2, 10):
+        (tmp_path / f"checkpoint-{step}").mkdir()
+        (tmp_path / f"checkpoint-{step}" / "model.safetensors").write_bytes(b"x")
+    for step in (1, 2):  # checkpoint-10 was killed before the Trainer wrote its state (it writes that last)
+        (tmp_path / f"checkpoint-{step}" / "trainer_state.json").write_text("{}")
+    assert resume_checkpoint(tmp_path, "true") == str(tmp_path / "checkpoint-2")  # by step number, not by name
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["checkpoint-1", "checkpoint-2"]
+    assert resume_checkpoint(tmp_path, "auto") == str(tmp_path / "checkpoint-2")
+    assert resume_checkpoint(tmp_path, "false") is None and not any(tmp_path.iterdir())
