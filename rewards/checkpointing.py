@@ -59,28 +59,39 @@ def _remove(checkpoints: list[Path]) -> None:
 
 
 class NonFiniteLossGuard(TrainerCallback):
-    """Stops training at the first NaN/inf loss and never saves a checkpoint after it.
+    """Stops training at the first NaN/inf loss or trained weight and never saves a checkpoint after it.
 
     The trainer sums step losses until the next log, so one non-finite step makes the next logged loss
     non-finite; the guard forces a log right before every save so that no save can follow a bad step.
+    A finite loss can still be followed by an update that makes the weights non-finite (an overflowing step, NaN
+    gradients): the guard checks the trained weights after every step, before the Trainer saves or logs, so such a
+    step is never saved and an online trainer stops before it samples from a broken policy.
     """
 
     def __init__(self) -> None:
         self.bad_step: int | None = None
         self.bad_loss: float | None = None
+        self.what = ""
 
-    def on_step_end(self, args, state, control, **kwargs):
+    def on_step_end(self, args, state, control, model=None, **kwargs):
         if control.should_save:
             control.should_log = True
+        if self.bad_step is None and model is not None and not trainable_weights_finite(model):
+            self._trip(state.global_step, control, "the trained weights became non-finite")
+            control.should_log = True  # the step's loss, when it is the cause, names it better (on_log)
         return control
 
     def on_log(self, args, state, control, logs=None, **kwargs):
         loss = (logs or {}).get("loss")
-        if loss is not None and not math.isfinite(float(loss)) and self.bad_step is None:
-            self.bad_step, self.bad_loss = state.global_step, float(loss)
-            control.should_training_stop = True
-            control.should_save = False
+        if loss is not None and not math.isfinite(float(loss)) and self.bad_step in (None, state.global_step):
+            self.bad_loss = float(loss)
+            self._trip(state.global_step, control, f"loss became {self.bad_loss}")
         return control
+
+    def _trip(self, step: int, control, what: str) -> None:
+        self.bad_step, self.what = step, what
+        control.should_training_stop = True
+        control.should_save = False
 
     def raise_if_tripped(self, checkpoint_dir: str | Path) -> None:
         """Raise a one-line UserError naming the step and the last good checkpoint."""
@@ -89,8 +100,25 @@ class NonFiniteLossGuard(TrainerCallback):
         folder = Path(checkpoint_dir)
         last = get_last_checkpoint(str(folder)) if folder.is_dir() else None
         kept = f"last good checkpoint: {last}" if last else "no checkpoint was saved before it"
-        raise UserError(f"training stopped: loss became {self.bad_loss} at step {self.bad_step} ({kept}); "
+        raise UserError(f"training stopped: {self.what} at step {self.bad_step} ({kept}); "
                         "lower train.learning_rate or check the data, then rerun to resume")
+
+
+def trainable_weights_finite(model) -> bool:
+    """True when every trainable weight is finite, on every rank (ZeRO-3: each rank checks its own partition)."""
+    import torch
+    import torch.distributed as dist
+
+    tensors = [getattr(p, "ds_tensor", p) for p in model.parameters() if p.requires_grad]
+    finite = True
+    if tensors:  # one device sync for the whole model, not one per tensor
+        device = tensors[0].device
+        finite = bool(torch.stack([torch.isfinite(t).all().to(device) for t in tensors]).all())
+    if dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1:
+        flag = torch.tensor([0 if finite else 1], device="cuda" if dist.get_backend() == "nccl" else "cpu")
+        dist.all_reduce(flag, op=dist.ReduceOp.MAX)
+        finite = not bool(flag.item())
+    return finite
 
 
 def install_guards(trainer) -> NonFiniteLossGuard:

@@ -193,6 +193,41 @@ def test_online_resume_continues_at_step_3_and_keeps_checkpoint_1(method, tiny_m
     assert card["method"] == method and card["weights"] == "lora_adapter"
 
 
+class PoisonAfterStep(TrainerCallback):
+    """Fills one trained weight with NaN at the end of a step, as an overflowing update with a finite loss would."""
+
+    def __init__(self, step: int) -> None:
+        self.step = step
+
+    def on_step_end(self, args, state, control, model=None, **kwargs):
+        if state.global_step == self.step:
+            with torch.no_grad():
+                next(p for p in model.parameters() if p.requires_grad).fill_(float("nan"))
+
+
+def test_grpo_stops_before_saving_or_sampling_from_non_finite_weights(tiny_model_dir, tiny_tokenizer, tmp_path,
+                                                                      monkeypatch, capsys):
+    from recipes.grpo import main as grpo_main
+    from rewards.reward_io import export_reward_model
+    from tests.test_reward_io import fake_finished_run, lora_reward_model
+
+    export_reward_model(lora_reward_model(tiny_model_dir, tiny_tokenizer), tiny_tokenizer,
+                        tmp_path / "rl" / "reward" / "model", base_model=str(tiny_model_dir), weights={},
+                        max_length=256)
+    fake_finished_run(tmp_path, "rl")
+    with_online_callback(monkeypatch, PoisonAfterStep(2))
+    assert grpo_main([f"model.name_or_path={tiny_model_dir}", f"output_root={tmp_path}", "run=rl", "device=cpu",
+                      "wandb.mode=disabled", f"train.max_steps={STEPS}", "train.num_generations=2",
+                      "train.per_device_train_batch_size=2", "train.max_completion_length=8", "train.save_steps=1",
+                      "train.save_total_limit=null"]) == 2
+    err = error_lines(capsys, "grpo")
+    assert len(err) == 1, err
+    assert "the trained weights became non-finite at step 2" in err[0] and "checkpoint-1" in err[0]
+    stage = tmp_path / "rl" / "grpo"
+    assert checkpoints(stage) == ["checkpoint-1"]  # the poisoned step 2 was never saved
+    assert not (stage / "manifest.json").exists() and not (stage / "model").exists()
+
+
 def test_provenance_takes_the_rubric_of_the_data_before_the_configured_one():
     from rewards.rubric import load_rubric
     from rewards.training_loop import stage_provenance
