@@ -163,16 +163,24 @@ def export_checkpoint(target: str | Path, model_dir: str | Path, card: dict,
     return target
 
 
-def read_card(folder: str | Path) -> dict:
-    """The machine-readable card of a checkpoint folder."""
+def read_card(folder: str | Path, allow_training: bool = False) -> dict:
+    """The machine-readable card of a checkpoint folder.
+
+    A training stage's model folder has a card too, but no release decision: it is refused (so that `pull`/`push`
+    never pass on an unevaluated model) unless ``allow_training`` (reading facts such as the base model).
+    """
     path = Path(folder) / CARD_JSON
     if not path.is_file():
         raise UserError(f"{folder}: not an exported checkpoint (no {CARD_JSON}); export one with "
                         "`counsel-align pipeline` or point at outputs/<run>/evaluate/checkpoint")
     try:
-        return json.loads(path.read_text(encoding="utf-8"))
+        card = json.loads(path.read_text(encoding="utf-8"))
     except json.JSONDecodeError as exc:
         raise UserError(f"{path}: not valid JSON ({exc.msg}); re-export the checkpoint") from None
+    if card.get("kind") == "training" and not allow_training:
+        raise UserError(f"{folder}: a training stage's model, not evaluated (no release decision); run "
+                        "`counsel-align evaluate` and use outputs/<run>/evaluate/checkpoint")
+    return card
 
 
 def weights_kind(model_dir: str | Path) -> str:

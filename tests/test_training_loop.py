@@ -228,6 +228,26 @@ def test_grpo_stops_before_saving_or_sampling_from_non_finite_weights(tiny_model
     assert not (stage / "manifest.json").exists() and not (stage / "model").exists()
 
 
+def test_push_and_pull_refuse_a_training_model_folder(tmp_path):
+    from recipes.assessment import checkpoint_base_model
+    from rewards.errors import UserError
+    from rewards.hub import pull_checkpoint, push_checkpoint
+    from rewards.model_card import build_training_card, write_training_card
+    from rewards.training_loop import stage_provenance
+
+    model_dir = tmp_path / "dpo" / "model"
+    model_dir.mkdir(parents=True)
+    (model_dir / "adapter_config.json").write_text("{}")
+    provenance = stage_provenance(stage="dpo", run="r", base_model="tiny-base", config={"method": "dpo"}, inputs={})
+    write_training_card(model_dir, build_training_card(model_dir=model_dir, provenance=provenance, metrics={}))
+    for move in (lambda: push_checkpoint(model_dir, str(tmp_path / "pushed")),
+                 lambda: pull_checkpoint(str(model_dir), tmp_path / "pulled")):
+        with pytest.raises(UserError, match="not evaluated"):
+            move()
+    assert not (tmp_path / "pushed").exists() and not (tmp_path / "pulled").exists()
+    assert checkpoint_base_model(model_dir) == "tiny-base"  # evaluating the folder still finds its base model
+
+
 def test_provenance_takes_the_rubric_of_the_data_before_the_configured_one():
     from rewards.rubric import load_rubric
     from rewards.training_loop import stage_provenance
