@@ -76,7 +76,8 @@ def train_and_save(trainer, tokenizer, stage_dir: str | Path, resume: str | bool
     """Train a built trainer the way every stage does, and leave its model folder with a card.
 
     1. Resume per ``resume`` (auto | true | false, see ``resume_checkpoint``) from the trainer's ``output_dir``.
-    2. Train with the NaN/inf guard; a non-finite loss raises a one-line UserError, the last good checkpoint kept.
+    2. Train with the NaN/inf guard; a non-finite loss or trained weight raises a one-line UserError, the last
+       good checkpoint kept (nothing is saved after the bad step).
     3. Write ``<stage_dir>/log_history.json`` (rank 0).
     4. Metrics: the loss summary plus ``metrics(trainer)`` (called on every rank).
     5. Save: ``save_model=True`` writes ``<stage_dir>/model`` with ``save_final_model`` (ZeRO-3: gathered weights);
