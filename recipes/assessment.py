@@ -228,7 +228,7 @@ def assess(cfg: DictConfig, out_dir: Path, prompts: list[dict], checkpoint: Path
 def checkpoint_base_model(checkpoint: Path) -> str | None:
     """The base model named by a checkpoint's card, or by its adapter config."""
     if (checkpoint / CARD_JSON).exists():
-        return read_card(checkpoint).get("base_model")
+        return read_card(checkpoint, allow_training=True).get("base_model")
     adapter = checkpoint / "adapter_config.json"
     if adapter.exists():
         import json

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from omegaconf import DictConfig, OmegaConf
 
-from recipes._entry import StageContext, entry, run_stage
+from recipes._entry import StageContext, entry, project_path, run_stage
 from recipes.reward import load_pairs
-from rewards.artifacts import atomic_write_json
-from rewards.checkpointing import install_guards, resume_checkpoint, save_final_model
+from rewards.artifacts import read_manifest
+from rewards.checkpointing import save_final_model
 from rewards.distributed import is_main_process
 from rewards.errors import UserError
 from rewards.human_training import merge_adapter, sft_policy_path
@@ -16,6 +18,7 @@ from rewards.models import load_tokenizer
 from rewards.policy import build_dpo_trainer
 from rewards.tracking import configure_wandb
 from rewards.training import qlora_quantization_config
+from rewards.training_loop import stage_provenance, train_and_save
 
 INIT_FROM = ("base", "sft")
 
@@ -55,28 +58,22 @@ def work(ctx: StageContext) -> dict:
     report_to = configure_wandb(cfg.wandb.mode, cfg.wandb.project, ctx.run_dir / "wandb", f"{cfg.run}-dpo")
     columns = ["prompt", "chosen", "rejected"]
     train = pairs["train"].select_columns(columns)
-    checkpoint = resume_checkpoint(ctx.dir / "checkpoints", cfg.resume)
     trainer = build_dpo_trainer(model_path, tokenizer, train, train_cfg, ctx.dir / "checkpoints",
                                 report_to, cfg.seed)
-    guard = install_guards(trainer)
-    trainer.train(resume_from_checkpoint=checkpoint)
-    guard.raise_if_tripped(ctx.dir / "checkpoints")
-    save_final_model(trainer, tokenizer, ctx.dir / "model")  # ZeRO-3: consolidated safetensors
-    if init_from(cfg) == "sft" and is_main_process():
-        merge_into_start_model(ctx, model_path, train_cfg)
-    if is_main_process():
-        atomic_write_json(ctx.dir / "log_history.json", trainer.state.log_history)  # training curves for the report
-    history = [h for h in trainer.state.log_history if "loss" in h]
-    metrics = {
-        "train_loss": round(trainer.state.log_history[-1].get("train_loss", float("nan")), 4),
-        "first_loss": history[0]["loss"] if history else None,
-        "last_loss": history[-1]["loss"] if history else None,
-        "steps": trainer.state.global_step,
-        "peft": train_cfg.get("peft"),
-        "base_model": cfg.model.name_or_path,
-        "init_from": init_from(cfg),
-        "loss_type": train_cfg.get("loss_type"),
-    }
+    provenance = stage_provenance(stage="dpo", run=cfg.run, base_model=cfg.model.name_or_path,
+                                  config={**train_cfg, "seed": cfg.seed},
+                                  inputs={stage: read_manifest(ctx.input_dir(stage)) or {} for stage in inputs(cfg)},
+                                  rubric_path=project_path(cfg.principles.path))
+
+    def export(trainer, metrics: dict) -> Path:
+        model_dir = save_final_model(trainer, tokenizer, ctx.dir / "model")  # ZeRO-3: consolidated safetensors
+        if init_from(cfg) == "sft" and is_main_process():
+            merge_into_start_model(ctx, model_path, train_cfg)
+        return model_dir
+
+    outcome = train_and_save(trainer, tokenizer, ctx.dir, cfg.resume, provenance, save_model=export)
+    metrics = {**outcome.metrics, "peft": train_cfg.get("peft"), "base_model": cfg.model.name_or_path,
+               "init_from": init_from(cfg), "loss_type": train_cfg.get("loss_type")}
     return {"counts": {"n_train_pairs": len(train)}, "metrics": metrics}
 
 

@@ -6,15 +6,16 @@ from collections.abc import Callable
 
 from omegaconf import DictConfig, OmegaConf
 
-from recipes._entry import StageContext, entry, run_stage
-from rewards.artifacts import atomic_write_json, read_jsonl
-from rewards.checkpointing import save_final_model
+from recipes._entry import StageContext, entry, project_path, run_stage
+from recipes.stages import stage_spec
+from rewards.artifacts import atomic_write_json, read_jsonl, read_manifest
 from rewards.distributed import is_main_process
 from rewards.errors import UserError
 from rewards.models import load_tokenizer
 from rewards.online import build_online_trainer, prompt_dataset, reward_trajectory
-from rewards.reward_io import load_reward
+from rewards.reward_io import load_reward, read_reward_config
 from rewards.tracking import configure_wandb
+from rewards.training_loop import stage_provenance, train_and_save
 
 
 def work(ctx: StageContext) -> dict:
@@ -30,10 +31,21 @@ def work(ctx: StageContext) -> dict:
     report_to = configure_wandb(cfg.wandb.mode, cfg.wandb.project, ctx.run_dir / "wandb", f"{cfg.run}-{ctx.name}")
     trainer = build_online_trainer(ctx.name, cfg.model.name_or_path, tokenizer, prompt_dataset(prompts), reward,
                                    train_cfg, ctx.dir / "checkpoints", report_to, cfg.seed)
-    trainer.train()
-    save_final_model(trainer, tokenizer, ctx.dir / "model")  # ZeRO-3: consolidated safetensors
-    metrics = {**reward_trajectory(trainer.state.log_history), "beta": train_cfg.get("beta"),
-               "num_generations": train_cfg.get("num_generations"), "use_vllm": bool(trainer.args.use_vllm)}
+    # the policy learns the rubric through the reward model: its rubric is the one that model was trained on
+    reward_rubric = read_reward_config(ctx.input_dir("reward") / "model").get("provenance", {}).get("rubric_sha256")
+    inputs = {stage: read_manifest(ctx.input_dir(stage)) or {} for stage in stage_spec(ctx.name).input_stages}
+    provenance = stage_provenance(stage=ctx.name, run=cfg.run, base_model=cfg.model.name_or_path,
+                                  config={**train_cfg, "seed": cfg.seed},
+                                  inputs=inputs,
+                                  rubric_sha256=reward_rubric, rubric_source="reward model",
+                                  rubric_path=project_path(cfg.principles.path))
+
+    def online_metrics(trainer) -> dict:
+        return {**reward_trajectory(trainer.state.log_history), "beta": train_cfg.get("beta"),
+                "num_generations": train_cfg.get("num_generations"), "use_vllm": bool(trainer.args.use_vllm)}
+
+    metrics = train_and_save(trainer, tokenizer, ctx.dir, cfg.resume, provenance,  # ZeRO-3: consolidated safetensors
+                             metrics=online_metrics).metrics
     if is_main_process():
         atomic_write_json(ctx.dir / "metrics.json", metrics)
     print(f"[counsel-align] {ctx.name}: mean reward {metrics.get('reward_first')} -> {metrics.get('reward_last')} "

@@ -3,6 +3,8 @@ model card; report held-out pairwise accuracy beside the length-only baseline.""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from omegaconf import DictConfig, OmegaConf
 
 from recipes._entry import StageContext, entry, project_path, run_stage
@@ -16,6 +18,7 @@ from rewards.reward_model import RewardScorer, length_baseline_accuracy, pairwis
 from rewards.rm_data import response_text, tokenize_pairs
 from rewards.rubric import load_rubric
 from rewards.tracking import configure_wandb
+from rewards.training_loop import stage_provenance, train_and_save
 
 METHODS = ("reward", "reward_multihead")
 
@@ -87,19 +90,30 @@ def work(ctx: StageContext) -> dict:
         raise UserError("reward_train.merge_lora=true: under ZeRO-3 the base weights are partitioned and cannot be "
                         "merged at export; set reward_train.merge_lora=false (load_reward(..., merge_lora=True) "
                         "merges the adapter when it loads)")
-    trainer.train(resume_from_checkpoint=_last_checkpoint(ctx))
     multihead = method == "reward_multihead"
     weights = rubric.weights(OmegaConf.to_container(cfg.principles.weights)) if multihead else {"reward": 1.0}
-    scorer = RewardScorer(trainer.model, tokenizer, batch_size=8, max_length=train_cfg["max_length"], weights=weights)
-    metrics = held_out_accuracy(scorer, list(pairs["test"]))
-    metrics["train_loss"] = round(trainer.state.log_history[-1].get("train_loss", float("nan")), 4)
-    if multihead:
-        from rewards.multihead import principle_accuracy
+    provenance = stage_provenance(stage="reward", run=cfg.run, base_model=cfg.model.name_or_path,
+                                  config={**train_cfg, "seed": cfg.seed},
+                                  inputs={"pairs": read_manifest(ctx.input_dir("pairs")) or {}},
+                                  rubric_path=project_path(cfg.principles.path))
 
-        metrics["principle_accuracy"] = principle_accuracy(scorer, scorable(pairs["test"]), rubric.ids)
-    if is_main_process():
-        atomic_write_json(ctx.dir / "metrics.json", metrics)
-    export(ctx, trainer, tokenizer, train_cfg, weights, metrics)
+    def evaluate(trainer) -> dict:
+        scorer = RewardScorer(trainer.model, tokenizer, batch_size=8, max_length=train_cfg["max_length"],
+                              weights=weights)
+        metrics = held_out_accuracy(scorer, list(pairs["test"]))
+        if multihead:
+            from rewards.multihead import principle_accuracy
+
+            metrics["principle_accuracy"] = principle_accuracy(scorer, scorable(pairs["test"]), rubric.ids)
+        return metrics
+
+    def save(trainer, metrics: dict):
+        if is_main_process():
+            atomic_write_json(ctx.dir / "metrics.json", metrics)
+        return export(ctx, trainer, tokenizer, train_cfg, weights, metrics, provenance)
+
+    metrics = train_and_save(trainer, tokenizer, ctx.dir, cfg.resume, provenance, save_model=save,
+                             metrics=evaluate).metrics
     print(f"[counsel-align] reward: held-out accuracy {metrics['rm_accuracy']} "
           f"(length-only baseline {metrics['rm_length_baseline']}) on {metrics['n_eval_pairs']} pairs", flush=True)
     return {"counts": {"n_train_pairs": len(pairs["train"]), "n_eval_pairs": metrics["n_eval_pairs"],
@@ -107,27 +121,24 @@ def work(ctx: StageContext) -> dict:
             "metrics": {**metrics, "base_model": cfg.model.name_or_path}}
 
 
-def export(ctx: StageContext, trainer, tokenizer, train_cfg: dict, weights: dict[str, float], metrics: dict) -> None:
+def export(ctx: StageContext, trainer, tokenizer, train_cfg: dict, weights: dict[str, float], metrics: dict,
+           provenance: dict) -> Path:
     """Write outputs/<run>/reward/model from rank 0 alone; under ZeRO-3 every rank first helps gather the weights."""
     cfg = ctx.cfg
+    model_dir = ctx.dir / "model"
     state_dict = consolidated_state_dict(trainer)
     if not is_main_process():
-        return
-    pairs_manifest = read_manifest(ctx.input_dir("pairs")) or {}
-    export_reward_model(trainer.model, tokenizer, ctx.dir / "model", base_model=cfg.model.name_or_path,
+        return model_dir
+    code = provenance["code"]
+    export_reward_model(trainer.model, tokenizer, model_dir, base_model=cfg.model.name_or_path,
                         weights=weights, max_length=train_cfg["max_length"],
                         merge_lora=bool(train_cfg.get("merge_lora")),
                         provenance={"run": cfg.run, "method": train_cfg.get("method"), "peft": train_cfg.get("peft"),
-                                    "rubric_sha256": pairs_manifest.get("rubric_sha256"),
-                                    "pairs_sha256": pairs_manifest.get("outputs_sha256")},
+                                    "rubric_sha256": provenance["rubric_sha256"],
+                                    "pairs_sha256": provenance["inputs"]["pairs"],
+                                    "code_commit": code.get("commit"), "code_dirty": code.get("dirty")},
                         metrics={k: v for k, v in metrics.items() if not isinstance(v, dict)}, state_dict=state_dict)
-
-
-def _last_checkpoint(ctx: StageContext) -> str | None:
-    from transformers.trainer_utils import get_last_checkpoint
-
-    folder = ctx.dir / "checkpoints"
-    return get_last_checkpoint(str(folder)) if folder.exists() else None
+    return model_dir
 
 
 def run(cfg: DictConfig) -> dict:

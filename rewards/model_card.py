@@ -188,17 +188,99 @@ def write_card(folder: str | Path, card: dict) -> None:
     atomic_write_text(Path(folder) / CARD_MD, render_card(card))
 
 
-def read_card(folder: str | Path) -> dict:
-    """The machine-readable card of a checkpoint folder."""
+def read_card(folder: str | Path, allow_training: bool = False) -> dict:
+    """The machine-readable card of a checkpoint folder.
+
+    A training stage's model folder has a card too, but no release decision: it is refused (so that `pull`/`push`
+    never pass on an unevaluated model) unless ``allow_training`` (reading facts such as the base model).
+    """
     path = Path(folder) / CARD_JSON
     if not path.is_file():
         raise UserError(f"{folder}: not an exported checkpoint (no {CARD_JSON}); export one with "
                         "`counsel-align pipeline` or point at outputs/<run>/evaluate/checkpoint")
     try:
-        return json.loads(path.read_text(encoding="utf-8"))
+        card = json.loads(path.read_text(encoding="utf-8"))
     except json.JSONDecodeError as exc:
         raise UserError(f"{path}: not valid JSON ({exc.msg}); re-export the checkpoint") from None
+    if card.get("kind") == "training" and not allow_training:
+        raise UserError(f"{folder}: a training stage's model, not evaluated (no release decision); run "
+                        "`counsel-align evaluate` and use outputs/<run>/evaluate/checkpoint")
+    return card
 
 
 def weights_kind(model_dir: str | Path) -> str:
     return "lora_adapter" if (Path(model_dir) / "adapter_config.json").exists() else "full_model"
+
+
+# Cards written by the training stages into their model folders (outputs/<run>/<stage>/model/): how the weights
+# were made, before any evaluation. The evaluation card above replaces them in the exported checkpoint.
+
+
+def build_training_card(*, model_dir: str | Path, provenance: dict, metrics: dict) -> dict[str, Any]:
+    """The machine-readable card of a trained model; ``provenance`` comes from ``training_loop.stage_provenance``."""
+    stage = provenance.get("stage", "train")
+    return {
+        "card_version": CARD_VERSION,
+        "kind": "training",
+        "name": f"counsel-align {stage} model ({provenance.get('run')})",
+        "base_model": provenance.get("base_model"),
+        "weights": weights_kind(model_dir),
+        "method": provenance.get("method"),
+        "rubric": {"sha256": provenance.get("rubric_sha256"), "source": provenance.get("rubric_source")},
+        "data": dict(provenance.get("inputs", {})),
+        "training": provenance.get("config", {}),
+        "metrics": metrics,
+        "safety": {"gate": {"release": None, "reason": "not evaluated yet; run `counsel-align evaluate`"}},
+        "code": provenance.get("code", {}),
+        "versions": provenance.get("versions", {}),
+        "intended_use": INTENDED_USE,
+        "limitations": LIMITATIONS,
+    }
+
+
+def render_training_card(card: dict) -> str:
+    """The training card as markdown for people (``README.md``)."""
+    code = card["code"]
+    made = [("base model", card["base_model"]), ("method", card["method"]), ("weights", card["weights"]),
+            ("rubric sha256", card["rubric"]["sha256"]), ("rubric taken from", card["rubric"]["source"]),
+            *((f"input `{stage}` sha256", digest) for stage, digest in card["data"].items()),
+            ("code commit", code.get("commit")), ("uncommitted changes", code.get("dirty")),
+            ("counsel-align", code.get("package"))]
+    metric_rows = [(k, v) for k, v in card["metrics"].items() if not isinstance(v, dict | list)]
+    return f"""---
+base_model: {card['base_model']}
+library_name: {'peft' if card['weights'] == 'lora_adapter' else 'transformers'}
+tags: [counsel-align, {card['method']}, research-only]
+---
+# {card['name']}
+
+**A research artifact, not a therapist.** {card['intended_use']}
+
+Release gate: **not evaluated**. This card describes training only; `counsel-align evaluate` runs the red-flag
+suite and exports a checkpoint with the release decision.
+
+## How it was made
+{_table(made)}
+
+### Training configuration
+```json
+{json.dumps(card['training'], indent=2, sort_keys=True, default=str)}
+```
+
+## Training metrics
+{_table(metric_rows)}
+
+## Package versions
+{_table(sorted(card['versions'].items()))}
+
+## Limitations
+{chr(10).join(f"- {item}" for item in card['limitations'])}
+"""
+
+
+def write_training_card(model_dir: str | Path, card: dict, readme: bool = True) -> None:
+    """Write ``model_card.json`` (and ``README.md`` unless the folder's exporter wrote its own) atomically."""
+    model_dir = Path(model_dir)
+    atomic_write_json(model_dir / CARD_JSON, card)
+    if readme:
+        atomic_write_text(model_dir / CARD_MD, render_training_card(card))

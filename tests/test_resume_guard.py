@@ -101,7 +101,8 @@ def test_resume_after_kill_matches_uninterrupted_run(tiny_model_dir, tmp_path, m
 
     assert dpo_recipe.main([*killed, "resume=true"]) == 0
     manifest = json.loads((stage / "manifest.json").read_text())
-    assert manifest["metrics"]["steps"] == STEPS
+    assert manifest["metrics"]["steps"] == STEPS and manifest["metrics"]["resumed_from_step"] == 2
+    assert_training_card(stage / "model", STEPS)
     assert losses(stage) == pytest.approx(losses(tmp_path / "straight" / "dpo"), rel=1e-5)  # same data order
 
     resumed, reference = load_weights(stage / "model"), load_weights(tmp_path / "straight" / "dpo" / "model")
@@ -110,6 +111,19 @@ def test_resume_after_kill_matches_uninterrupted_run(tiny_model_dir, tmp_path, m
     assert any(not torch.allclose(resumed[k], initial[k]) for k in resumed)  # training moved the weights
     for key in resumed:
         assert torch.allclose(resumed[key], reference[key], atol=1e-6), key
+
+
+def assert_training_card(model_dir: Path, steps: int) -> None:
+    """The DPO model folder carries a card with the rubric hash, the input hash and the code version."""
+    from rewards.rubric import load_rubric
+    from tests.conftest import PROJECT_ROOT
+
+    card = json.loads((model_dir / "model_card.json").read_text())
+    rubric = load_rubric(PROJECT_ROOT / "principles" / "psychocounsel.yaml").content_hash()
+    assert card["rubric"]["sha256"] == rubric and card["method"] == "dpo" and card["metrics"]["steps"] == steps
+    assert card["data"]["pairs"] and len(card["code"]["commit"]) == 40 and card["versions"]["trl"]
+    readme = (model_dir / "README.md").read_text()
+    assert rubric in readme and card["code"]["commit"] in readme and "not a therapist" in readme
 
 
 def error_lines(capsys) -> list[str]:

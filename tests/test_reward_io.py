@@ -131,6 +131,9 @@ def test_online_rl_runs_two_steps_with_the_exported_reward(method, exported, tin
     assert sum(calls) >= 4 and all(n % 2 == 0 for n in calls)  # 2 completions per prompt, scored in batches
     assert (stage / "model" / "adapter_model.safetensors").exists()
     assert json.loads((stage / "manifest.json").read_text())["config"]["train"]["method"] == method
+    card = json.loads((stage / "model" / "model_card.json").read_text())  # the rubric of the reward model
+    assert card["method"] == method and card["rubric"]["sha256"] == "a" * 64 and len(card["code"]["commit"]) == 40
+    assert len(json.loads((stage / "log_history.json").read_text())) > 2
 
 
 def test_online_rl_refuses_a_config_for_the_other_method(exported, tiny_model_dir, capsys):
