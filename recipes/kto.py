@@ -9,8 +9,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from recipes._entry import StageContext, entry, run_stage
 from recipes.sft import human_data_path
-from rewards.artifacts import atomic_write_json, atomic_write_jsonl
-from rewards.checkpointing import install_guards, resume_checkpoint, save_final_model
+from rewards.artifacts import atomic_write_jsonl
 from rewards.distributed import is_main_process
 from rewards.errors import UserError
 from rewards.human_training import (
@@ -23,6 +22,7 @@ from rewards.human_training import (
 from rewards.models import load_tokenizer
 from rewards.tracking import configure_wandb
 from rewards.training import qlora_quantization_config
+from rewards.training_loop import stage_provenance, train_and_save
 
 
 def data_source(cfg: DictConfig) -> str:
@@ -53,21 +53,16 @@ def work(ctx: StageContext) -> dict:
     tokenizer = load_tokenizer(cfg.model.name_or_path, cfg.model.trust_remote_code)
     report_to = configure_wandb(cfg.wandb.mode, cfg.wandb.project, ctx.run_dir / "wandb", f"{cfg.run}-kto")
     train = Dataset.from_list(examples).select_columns(["prompt", "completion", "label"])
-    checkpoint = resume_checkpoint(ctx.dir / "checkpoints", cfg.resume)
     trainer = build_kto_trainer(cfg.model.name_or_path, tokenizer, train, train_cfg, ctx.dir / "checkpoints",
                                 report_to, cfg.seed)
-    guard = install_guards(trainer)
-    trainer.train(resume_from_checkpoint=checkpoint)
-    guard.raise_if_tripped(ctx.dir / "checkpoints")
-    save_final_model(trainer, tokenizer, ctx.dir / "model")
-    if is_main_process():
-        atomic_write_json(ctx.dir / "log_history.json", trainer.state.log_history)
-    history = [h for h in trainer.state.log_history if "loss" in h]
+    data_sha256 = source_fingerprint(data_source(cfg))
+    provenance = stage_provenance(stage="kto", run=cfg.run, base_model=cfg.model.name_or_path,
+                                  config={**train_cfg, "seed": cfg.seed},
+                                  inputs={"kto_data": {"outputs_sha256": data_sha256}})  # no rubric is read
+    outcome = train_and_save(trainer, tokenizer, ctx.dir, cfg.resume, provenance)
     labels = Counter(e["label"] for e in examples)
-    metrics = {"first_loss": history[0]["loss"] if history else None,
-               "last_loss": history[-1]["loss"] if history else None, "steps": trainer.state.global_step,
-               "peft": train_cfg.get("peft"), "base_model": cfg.model.name_or_path,
-               "data_source": str(cfg.kto.data.source), "data_sha256": source_fingerprint(data_source(cfg))}
+    metrics = {**outcome.metrics, "peft": train_cfg.get("peft"), "base_model": cfg.model.name_or_path,
+               "data_source": str(cfg.kto.data.source), "data_sha256": data_sha256}
     return {"counts": {"n_desirable": labels[True], "n_undesirable": labels[False],
                        "n_questions": len({e["prompt_id"] for e in examples})}, "metrics": metrics}
 

@@ -3,11 +3,13 @@ the warm start that DPO takes with ``train.init_from=sft``."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from omegaconf import DictConfig, OmegaConf
 
 from recipes._entry import StageContext, entry, project_path, run_stage
-from rewards.artifacts import atomic_write_json, atomic_write_jsonl
-from rewards.checkpointing import install_guards, resume_checkpoint, save_final_model
+from rewards.artifacts import atomic_write_jsonl
+from rewards.checkpointing import save_final_model
 from rewards.distributed import is_main_process
 from rewards.errors import UserError
 from rewards.human_training import (
@@ -22,6 +24,7 @@ from rewards.human_training import (
 from rewards.models import load_tokenizer
 from rewards.tracking import configure_wandb
 from rewards.training import qlora_quantization_config
+from rewards.training_loop import stage_provenance, train_and_save
 
 
 def human_data_path(source: str) -> str:
@@ -55,22 +58,22 @@ def work(ctx: StageContext) -> dict:
     tokenizer = load_tokenizer(cfg.model.name_or_path, cfg.model.trust_remote_code)
     report_to = configure_wandb(cfg.wandb.mode, cfg.wandb.project, ctx.run_dir / "wandb", f"{cfg.run}-sft")
     train = Dataset.from_list(examples).select_columns(["prompt", "completion"])
-    checkpoint = resume_checkpoint(ctx.dir / "checkpoints", cfg.resume)
     trainer = build_sft_trainer(cfg.model.name_or_path, tokenizer, train, train_cfg, ctx.dir / "checkpoints",
                                 report_to, cfg.seed)
-    guard = install_guards(trainer)
-    trainer.train(resume_from_checkpoint=checkpoint)
-    guard.raise_if_tripped(ctx.dir / "checkpoints")
-    save_final_model(trainer, tokenizer, ctx.dir / "model")
-    if is_main_process():
-        atomic_write_json(ctx.dir / "log_history.json", trainer.state.log_history)
-        if train_cfg.get("peft") not in (None, "none"):  # DPO/KTO start from full weights: merge the adapter once
-            merge_adapter(ctx.dir / "model", cfg.model.name_or_path, ctx.dir / MERGED_DIR, train_cfg.get("dtype"))
-    history = [h for h in trainer.state.log_history if "loss" in h]
-    metrics = {"first_loss": history[0]["loss"] if history else None,
-               "last_loss": history[-1]["loss"] if history else None, "steps": trainer.state.global_step,
-               "peft": train_cfg.get("peft"), "base_model": cfg.model.name_or_path,
-               "data_source": str(cfg.sft.data.source), "data_sha256": source_fingerprint(data_source(cfg))}
+    data_sha256 = source_fingerprint(data_source(cfg))
+    provenance = stage_provenance(stage="sft", run=cfg.run, base_model=cfg.model.name_or_path,
+                                  config={**train_cfg, "seed": cfg.seed},
+                                  inputs={"sft_data": {"outputs_sha256": data_sha256}})  # no rubric is read
+
+    def export(trainer, metrics: dict) -> Path:
+        model_dir = save_final_model(trainer, tokenizer, ctx.dir / "model")
+        if is_main_process() and train_cfg.get("peft") not in (None, "none"):  # later stages start from full weights
+            merge_adapter(model_dir, cfg.model.name_or_path, ctx.dir / MERGED_DIR, train_cfg.get("dtype"))
+        return model_dir
+
+    outcome = train_and_save(trainer, tokenizer, ctx.dir, cfg.resume, provenance, save_model=export)
+    metrics = {**outcome.metrics, "peft": train_cfg.get("peft"), "base_model": cfg.model.name_or_path,
+               "data_source": str(cfg.sft.data.source), "data_sha256": data_sha256}
     return {"counts": {"n_train_examples": len(examples), "n_questions": len({e["prompt_id"] for e in examples})},
             "metrics": metrics}
 
