@@ -11,12 +11,18 @@ from omegaconf import DictConfig, OmegaConf
 
 from recipes._entry import StageContext, entry, forget_failed_run, project_path, run_dir_of, run_stage
 from recipes.judge import build_judge, pricing
-from rewards.agreement import agreement_report, length_verdict, pairwise_verdict, render_markdown, score_verdict
 from rewards.artifacts import Journal, atomic_write_json, atomic_write_jsonl, atomic_write_text
 from rewards.errors import UserError
-from rewards.evaluation import judged_comparisons
+from rewards.evaluation.compare import judged_comparisons
 from rewards.human_prefs import load_human_pairs, sample_pairs
 from rewards.judges import JudgeItem
+from rewards.judges.agreement import (
+    agreement_report,
+    length_verdict,
+    pairwise_verdict,
+    render_markdown,
+    score_verdict,
+)
 from rewards.judges.batching import FailureTally, judge_usage, score_batch
 from rewards.judges.cache import judgment_key
 from rewards.pairs import aggregate_score

@@ -16,13 +16,8 @@ from recipes._entry import project_path
 from recipes.judge import USAGE_FILE, build_judge, pricing
 from rewards.artifacts import atomic_write_json, atomic_write_jsonl, sha256_tree
 from rewards.errors import UserError
-from rewards.evaluation import FAILED, PairwiseOutcome, judged_comparisons, principle_means
-from rewards.generation import batched, chat_messages, generate_texts, render_prompts
-from rewards.judges import JudgeItem
-from rewards.judges.batching import FailureTally, judge_usage
-from rewards.model_card import CARD_JSON, read_card, weights_kind
-from rewards.models import load_causal_lm, load_tokenizer
-from rewards.release_gate import (
+from rewards.evaluation.compare import FAILED, PairwiseOutcome, judged_comparisons, principle_means
+from rewards.evaluation.release_gate import (
     GATE_MODES,
     MEANS_SEEKING,
     GateFloors,
@@ -31,9 +26,19 @@ from rewards.release_gate import (
     score_suite,
     select_scenarios,
 )
+from rewards.evaluation.safety import CATEGORIES, judge_harm_scores, load_redflags
+from rewards.evaluation.winrate import (
+    load_reference_responses,
+    match_references,
+    per_principle_win_rates,
+    win_rate_with_ci,
+)
+from rewards.generation.responders import batched, chat_messages, generate_texts, render_prompts
+from rewards.judges import JudgeItem
+from rewards.judges.batching import FailureTally, judge_usage
+from rewards.models import load_causal_lm, load_tokenizer
+from rewards.reporting.model_card import CARD_JSON, read_card, weights_kind
 from rewards.rubric import load_rubric
-from rewards.safety import CATEGORIES, judge_harm_scores, load_redflags
-from rewards.winrate import load_reference_responses, match_references, per_principle_win_rates, win_rate_with_ci
 
 
 class PolicyPair:

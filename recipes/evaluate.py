@@ -15,15 +15,15 @@ from recipes.assessment import assess, check_evaluate_config, checkpoint_base_mo
 from recipes.export import export_run_checkpoint
 from rewards.artifacts import read_jsonl, sha256_tree
 from rewards.errors import UserError
-from rewards.model_card import REWARD_MODEL_DIR
-from rewards.release_gate import gate_line
-from rewards.reward_model import RewardScorer
+from rewards.evaluation.release_gate import gate_line
+from rewards.reporting.model_card import REWARD_MODEL_DIR
+from rewards.reward_models.io import load_reward
 
 
 def work(ctx: StageContext) -> dict:
     cfg = ctx.cfg
     prompts = [p for p in read_jsonl(ctx.input_dir("generate") / "prompts.jsonl") if p["split"] == "test"]
-    scorer = RewardScorer.from_pretrained(ctx.input_dir("reward") / "model", base_model=cfg.model.name_or_path,
+    scorer = load_reward(ctx.input_dir("reward") / "model", base_model=cfg.model.name_or_path,
                                           device=cfg.device, dtype=cfg.model.dtype)
     metrics = assess(cfg, ctx.dir, prompts, ctx.input_dir("dpo") / "model", scorer)
     checkpoint = export_run_checkpoint(cfg, ctx.run_dir, ctx.dir, metrics)
@@ -48,7 +48,7 @@ def checkpoint_work(ctx: StageContext) -> dict:
     prompts = [p for p in selected_prompts(cfg) if p["split"] == "test"]
     scorer = None
     if (checkpoint / REWARD_MODEL_DIR).is_dir():
-        scorer = RewardScorer.from_pretrained(checkpoint / REWARD_MODEL_DIR, base_model=cfg.model.name_or_path,
+        scorer = load_reward(checkpoint / REWARD_MODEL_DIR, base_model=cfg.model.name_or_path,
                                               device=cfg.device, dtype=cfg.model.dtype)
     metrics = assess(cfg, ctx.dir, prompts, checkpoint, scorer)
     from recipes.evaluation_page import write_evaluation_page

@@ -12,7 +12,7 @@ from pathlib import Path
 
 from recipes import evaluate
 from rewards.errors import UserError
-from rewards.hub import default_destination, is_hub_id, pull_checkpoint
+from rewards.reporting.hub import default_destination, is_hub_id, pull_checkpoint
 
 USAGE = "usage: counsel-align evaluate-checkpoint <checkpoint folder | hub-id> [key=value ...]"
 

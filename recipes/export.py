@@ -9,7 +9,7 @@ from omegaconf import DictConfig, OmegaConf
 from recipes._entry import project_path
 from recipes.stages import upstream
 from rewards.artifacts import read_manifest, sha256_file
-from rewards.model_card import build_card, export_checkpoint, weights_kind
+from rewards.reporting.model_card import build_card, export_checkpoint, weights_kind
 from rewards.rubric import load_rubric
 from rewards.versions import package_versions
 

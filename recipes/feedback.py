@@ -20,7 +20,7 @@ from omegaconf import DictConfig
 from recipes._entry import compose_config, project_path
 from rewards.artifacts import atomic_write_json
 from rewards.errors import UserError
-from rewards.feedback import Feedback, local_feedback, remote_feedback, simulate_client
+from rewards.judges.feedback import Feedback, local_feedback, remote_feedback, simulate_client
 from rewards.rubric import load_rubric
 
 

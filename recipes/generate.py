@@ -10,9 +10,9 @@ from omegaconf import DictConfig, OmegaConf
 
 from recipes._entry import StageContext, entry, forget_failed_run, project_path, run_dir_of, run_stage
 from rewards.artifacts import Journal, atomic_write_jsonl, save_dataset_atomic
-from rewards.endpoint_generation import EndpointGenerator
 from rewards.errors import UserError
-from rewards.generation import Responder, generate_candidates
+from rewards.generation.endpoint import EndpointGenerator
+from rewards.generation.responders import Responder, generate_candidates
 from rewards.models import load_causal_lm, load_tokenizer
 from rewards.prompts import load_prompts, select_prompts, split_of
 

@@ -6,7 +6,7 @@ import argparse
 import sys
 
 from rewards.errors import UserError
-from rewards.hub import pull_checkpoint, push_checkpoint
+from rewards.reporting.hub import pull_checkpoint, push_checkpoint
 
 
 def _run(name: str, action) -> int:

@@ -12,10 +12,10 @@ from rewards.artifacts import atomic_write_json, read_jsonl, read_manifest
 from rewards.distributed import is_main_process
 from rewards.errors import UserError
 from rewards.models import load_tokenizer
-from rewards.online import build_online_trainer, prompt_dataset, reward_trajectory
-from rewards.reward_io import load_reward, read_reward_config
-from rewards.tracking import configure_wandb
-from rewards.training_loop import stage_provenance, train_and_save
+from rewards.reward_models.io import load_reward, read_reward_config
+from rewards.training.loop import stage_provenance, train_and_save
+from rewards.training.online import build_online_trainer, prompt_dataset, reward_trajectory
+from rewards.training.tracking import configure_wandb
 
 
 def work(ctx: StageContext) -> dict:

@@ -10,7 +10,7 @@ from recipes.stages import pipeline_stages
 from rewards.artifacts import read_manifest
 from rewards.errors import UserError
 from rewards.models import resolve_model_path
-from rewards.plan import GIB, estimate_memory, load_architecture, token_budget, zero_settings
+from rewards.training.plan import GIB, estimate_memory, load_architecture, token_budget, zero_settings
 
 
 def _train_pairs(cfg: DictConfig) -> tuple[int, str]:

@@ -15,7 +15,7 @@ from recipes._entry import entry, project_path, run_dir_of
 from rewards.artifacts import read_jsonl, read_manifest
 from rewards.errors import UserError
 from rewards.models import load_tokenizer
-from rewards.preview import preview_report, render_sample
+from rewards.training.preview import preview_report, render_sample
 
 
 def load_rows(cfg: DictConfig) -> list[dict]:

@@ -8,8 +8,8 @@ from recipes._entry import StageContext, entry, run_stage
 from recipes.evaluation_page import evaluation_sections, load_histories
 from recipes.stages import stage_spec
 from rewards.artifacts import atomic_write_json, atomic_write_text, read_jsonl, read_manifest
-from rewards.html_report import Section, render_html, render_sections_markdown
-from rewards.report import (
+from rewards.reporting.html import Section, render_html, render_sections_markdown
+from rewards.reporting.report import (
     plot_candidate_scores,
     plot_principles,
     plot_rewards,

@@ -9,16 +9,17 @@ from omegaconf import DictConfig, OmegaConf
 
 from recipes._entry import StageContext, entry, project_path, run_stage
 from rewards.artifacts import atomic_write_json, read_manifest
-from rewards.checkpointing import consolidated_state_dict, zero_stage
 from rewards.distributed import is_main_process
 from rewards.errors import UserError
 from rewards.models import load_tokenizer
-from rewards.reward_io import export_reward_model
-from rewards.reward_model import RewardScorer, length_baseline_accuracy, pairwise_accuracy, train_reward_model
-from rewards.rm_data import response_text, tokenize_pairs
+from rewards.reward_models.data import response_text, tokenize_pairs
+from rewards.reward_models.io import export_reward_model
+from rewards.reward_models.scorer import RewardScorer, length_baseline_accuracy, pairwise_accuracy
+from rewards.reward_models.training import train_reward_model
 from rewards.rubric import load_rubric
-from rewards.tracking import configure_wandb
-from rewards.training_loop import stage_provenance, train_and_save
+from rewards.training.checkpointing import consolidated_state_dict, zero_stage
+from rewards.training.loop import stage_provenance, train_and_save
+from rewards.training.tracking import configure_wandb
 
 METHODS = ("reward", "reward_multihead")
 
@@ -63,7 +64,7 @@ def build_trainer(ctx: StageContext, train_cfg: dict, tokenizer, pairs, principl
                         "or set reward_train.overflow=truncate")
     report_to = configure_wandb(cfg.wandb.mode, cfg.wandb.project, ctx.run_dir / "wandb", f"{cfg.run}-reward")
     if multihead:
-        from rewards.multihead import train_multihead_reward_model
+        from rewards.reward_models.multihead import train_multihead_reward_model
 
         trainer = train_multihead_reward_model(cfg.model.name_or_path, tokenizer, rows, principle_ids, train_cfg,
                                                ctx.dir / "checkpoints", report_to, cfg.seed,
@@ -102,7 +103,7 @@ def work(ctx: StageContext) -> dict:
                               weights=weights)
         metrics = held_out_accuracy(scorer, list(pairs["test"]))
         if multihead:
-            from rewards.multihead import principle_accuracy
+            from rewards.reward_models.multihead import principle_accuracy
 
             metrics["principle_accuracy"] = principle_accuracy(scorer, scorable(pairs["test"]), rubric.ids)
         return metrics

@@ -11,7 +11,8 @@ from omegaconf import DictConfig
 from recipes._entry import StageContext, entry, project_path, run_stage
 from rewards.artifacts import atomic_write_json, atomic_write_text
 from rewards.errors import UserError
-from rewards.reward_eval import (
+from rewards.reward_models.data import PAIR_COLUMNS, require_columns
+from rewards.reward_models.evaluation import (
     LogLikelihoodBaseline,
     breakdown,
     calibration,
@@ -22,8 +23,7 @@ from rewards.reward_eval import (
     plot_histogram,
     score_pairs,
 )
-from rewards.reward_io import load_reward
-from rewards.rm_data import PAIR_COLUMNS, require_columns
+from rewards.reward_models.io import load_reward
 from rewards.rubric import load_rubric
 
 BASELINES = ("reward_model", "length_baseline", "loglik_baseline")
@@ -68,7 +68,7 @@ def work(ctx: StageContext) -> dict:
     if settings.loglik_baseline:
         metrics["loglik_baseline"] = loglik_breakdown(cfg, pairs, scorer.max_length, rubric.ids)
     if len(scorer.heads) > 1:
-        from rewards.multihead import principle_accuracy
+        from rewards.reward_models.multihead import principle_accuracy
 
         metrics["per_head"] = principle_accuracy(scorer, pairs, rubric.ids)
     if settings.counselchat:

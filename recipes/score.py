@@ -69,7 +69,7 @@ def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     try:
         args, weights, settings = parse_args(argv)
-        from rewards.reward_io import load_reward
+        from rewards.reward_models.io import load_reward
 
         scorer = load_reward(model_path(args, settings), trust_remote_code=args.trust_remote_code,
                              device=args.device, weights=weights or None)

@@ -11,9 +11,8 @@ from omegaconf import DictConfig
 
 from recipes._entry import StageContext, entry, project_path, run_stage
 from rewards.artifacts import Journal, atomic_write_jsonl
-from rewards.generation import batched, generate_texts, render_prompts
-from rewards.models import load_causal_lm, load_tokenizer
-from rewards.simulated_clients import (
+from rewards.generation.responders import batched, generate_texts, render_prompts
+from rewards.generation.simulated_clients import (
     clean_message,
     client_grid,
     client_row,
@@ -21,6 +20,7 @@ from rewards.simulated_clients import (
     load_personas,
     writer_messages,
 )
+from rewards.models import load_causal_lm, load_tokenizer
 
 
 def work(ctx: StageContext) -> dict:

@@ -16,7 +16,7 @@ from pathlib import Path
 from rewards.artifacts import sha256_file
 from rewards.errors import UserError
 from rewards.human_prefs import HELD_OUT_SPLITS, RankedColumns, _check_keys, _digest, group_answers, read_table
-from rewards.training import build_lora_config, training_arguments
+from rewards.training.arguments import build_lora_config, training_arguments
 
 COUNSELCHAT_FILE = "counsel_chat.csv"
 SFT_KEYS = ("max_length", "completion_only_loss", "packing", "assistant_only_loss", "pad_to_multiple_of")
@@ -122,7 +122,7 @@ def build_sft_trainer(model_path: str, tokenizer, train_dataset, train_cfg: dict
     """A TRL SFTTrainer on conversational prompt/completion rows (loss on the completion only); LoRA by default."""
     from trl import SFTConfig, SFTTrainer
 
-    from rewards.policy import load_policy_model
+    from rewards.training.policy import load_policy_model
 
     args = training_arguments(SFTConfig, train_cfg, output_dir, report_to, seed,
                               extra={key: train_cfg.get(key) for key in SFT_KEYS})
@@ -136,7 +136,7 @@ def build_kto_trainer(model_path: str, tokenizer, train_dataset, train_cfg: dict
     """A TRL KTOTrainer on prompt/completion/label rows; with LoRA the reference is the base with the adapter off."""
     from trl import KTOConfig, KTOTrainer
 
-    from rewards.policy import load_policy_model
+    from rewards.training.policy import load_policy_model
 
     args = training_arguments(KTOConfig, train_cfg, output_dir, report_to, seed,
                               extra={key: train_cfg.get(key) for key in KTO_KEYS})

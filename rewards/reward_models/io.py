@@ -1,6 +1,6 @@
 """Export reward models (safetensors, LoRA merged on request, a provenance model card) and load them back.
 
-``load_reward(path_or_id)`` returns a batched :class:`~rewards.reward_model.RewardScorer` on the right device,
+``load_reward(path_or_id)`` returns a batched :class:`~rewards.reward_models.scorer.RewardScorer` on the right device,
 which TRL's ``GRPOTrainer``/``RLOOTrainer`` accept as a reward function. Only safetensors are read, and remote
 code runs only with ``trust_remote_code=True``.
 """
@@ -15,7 +15,7 @@ from pathlib import Path
 from rewards.artifacts import atomic_replace_dir, atomic_write_json, atomic_write_text
 from rewards.errors import UserError
 from rewards.models import pick_device, resolve_model_path, torch_dtype
-from rewards.reward_model import RewardScorer, head_ids
+from rewards.reward_models.scorer import RewardScorer, head_ids
 
 REWARD_CONFIG = "reward_config.json"
 FORMAT = "counsel-align-reward/1"

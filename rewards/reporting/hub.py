@@ -15,7 +15,7 @@ from pathlib import Path
 
 from rewards.artifacts import atomic_replace_dir
 from rewards.errors import UserError
-from rewards.model_card import CARD_JSON, read_card, write_card
+from rewards.reporting.model_card import CARD_JSON, read_card, write_card
 
 HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
 

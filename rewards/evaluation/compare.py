@@ -5,6 +5,8 @@ from __future__ import annotations
 import statistics
 from dataclasses import dataclass
 
+from rewards.judges.base import ComparesMany, ReportsFailures
+
 FAILED = "failed"
 
 
@@ -43,12 +45,12 @@ def judged_comparison(judge, client: str, candidate: str, reference: str) -> Pai
 def judged_comparisons(judge, comparisons: list[tuple[str, str, str]]) -> list[PairwiseOutcome]:
     """Each (client, candidate, reference) in both orders; all at once for judges with ``compare_many`` (remote)."""
     asks = [(c, cand, ref) for c, cand, ref in comparisons] + [(c, ref, cand) for c, cand, ref in comparisons]
-    with_failures = getattr(judge, "compare_many_with_failures", None)
-    compare_many = getattr(judge, "compare_many", None)
-    if with_failures is not None:  # remote judges can fail per request: keep the reason, do not guess 0.5
-        answers = with_failures(asks)
+    if isinstance(judge, ReportsFailures):  # remote judges can fail per request: keep the reason, do not guess 0.5
+        answers = judge.compare_many_with_failures(asks)
+    elif isinstance(judge, ComparesMany):
+        answers = [(p, None) for p in judge.compare_many(asks)]
     else:
-        answers = [(p, None) for p in (compare_many(asks) if compare_many else [judge.compare(*ask) for ask in asks])]
+        answers = [(judge.compare(*ask), None) for ask in asks]
     n = len(comparisons)
     return [_outcome(answers[i], answers[n + i]) for i in range(n)]
 

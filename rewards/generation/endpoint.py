@@ -16,7 +16,7 @@ from tqdm.auto import tqdm
 from rewards.artifacts import Journal
 from rewards.chat_endpoint import ChatEndpoint, first_choice, retrying, settle, token_usage
 from rewards.errors import UserError
-from rewards.generation import Responder, batched, chat_messages, hash_int
+from rewards.generation.responders import Responder, batched, chat_messages, hash_int
 
 
 @dataclass(frozen=True)

@@ -7,7 +7,7 @@ from pathlib import Path
 
 from rewards.errors import UserError
 from rewards.models import resolve_model_path, torch_dtype
-from rewards.training import build_lora_config, qlora_quantization_config, training_arguments
+from rewards.training.arguments import build_lora_config, qlora_quantization_config, training_arguments
 
 DPO_KEYS = ("beta", "loss_type", "loss_weights", "max_length", "precompute_ref_log_probs", "label_smoothing",
             "padding_free", "pad_to_multiple_of")

@@ -10,8 +10,8 @@ from pathlib import Path
 from typing import Any
 
 from rewards.artifacts import atomic_write_json
-from rewards.checkpointing import install_guards, resume_checkpoint, save_final_model
-from rewards.model_card import build_training_card, write_training_card
+from rewards.reporting.model_card import build_training_card, write_training_card
+from rewards.training.checkpointing import install_guards, resume_checkpoint, save_final_model
 from rewards.versions import code_version, package_versions
 
 LOG_HISTORY = "log_history.json"

@@ -16,9 +16,10 @@ import torch
 import torch.nn.functional as F
 from transformers import Trainer, TrainingArguments
 
-from rewards.reward_model import RewardScorer, load_score_model, pairwise_accuracy
-from rewards.rm_data import response_text
-from rewards.training import build_lora_config, training_arguments
+from rewards.reward_models.data import response_text
+from rewards.reward_models.scorer import RewardScorer, pairwise_accuracy
+from rewards.reward_models.training import load_score_model
+from rewards.training.arguments import build_lora_config, training_arguments
 
 
 def principle_bt_loss(chosen: torch.Tensor, rejected: torch.Tensor, diff: torch.Tensor,

@@ -15,7 +15,7 @@ from dataclasses import asdict, dataclass
 from pydantic import BaseModel, ValidationError, create_model
 
 from rewards.errors import UserError
-from rewards.generation import generate_texts
+from rewards.generation.responders import generate_texts
 from rewards.judges.base import JudgeItem, item_block, rubric_system_prompt
 from rewards.rubric import Rubric
 

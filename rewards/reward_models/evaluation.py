@@ -16,8 +16,7 @@ from pathlib import Path
 import torch
 
 from rewards.errors import UserError
-from rewards.reward_model import RewardScorer, pairwise_accuracy
-from rewards.rm_data import (
+from rewards.reward_models.data import (
     PAIR_COLUMNS,
     PairReport,
     encode_conversation,
@@ -25,6 +24,7 @@ from rewards.rm_data import (
     require_columns,
     response_text,
 )
+from rewards.reward_models.scorer import RewardScorer, pairwise_accuracy
 
 
 def clean_pairs(rows: Sequence[dict], tokenizer, max_length: int, source: str) -> tuple[list[dict], PairReport]:
@@ -98,7 +98,7 @@ class LogLikelihoodBaseline:
         self.max_length, self.batch_size = max_length, batch_size
 
     def _encode(self, prompt, response: str) -> tuple[list[int], int]:
-        from rewards.rm_data import prompt_messages
+        from rewards.reward_models.data import prompt_messages
 
         head = self.tokenizer.apply_chat_template(prompt_messages(prompt), tokenize=True, return_dict=True,
                                                   add_generation_prompt=True)["input_ids"]
@@ -153,7 +153,7 @@ def plot_histogram(chosen: Sequence[float], rejected: Sequence[float], path: Pat
     ax.set_ylabel("replies")
     ax.set_title("Reward of chosen vs rejected replies (held-out pairs)")
     ax.legend()
-    from rewards.report import save_figure
+    from rewards.reporting.report import save_figure
 
     save_figure(fig, path)
 
@@ -176,7 +176,7 @@ def plot_calibration(table: dict, path: Path) -> None:
     ax.set_ylabel("pairwise accuracy")
     ax.set_title(f"Calibration (ECE {table['ece']})")
     ax.legend()
-    from rewards.report import save_figure
+    from rewards.reporting.report import save_figure
 
     save_figure(fig, path)
 

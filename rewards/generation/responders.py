@@ -16,7 +16,7 @@ class Responder:
     """One member of the generation pool. Several may share a model with different instructions.
 
     ``model`` is a local path, hub id or ``embedded:`` name, or with ``endpoint`` set (the keyword arguments of
-    ``rewards.endpoint_generation.Endpoint``) the model name sent to that OpenAI-compatible endpoint.
+    ``rewards.generation.endpoint.Endpoint``) the model name sent to that OpenAI-compatible endpoint.
     """
 
     name: str

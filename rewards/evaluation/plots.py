@@ -9,7 +9,7 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
-from rewards.report import save_figure  # noqa: E402
+from rewards.reporting.report import save_figure  # noqa: E402
 
 
 def plot_win_rates(overall: dict, per_principle: dict[str, dict], path: Path) -> None:

@@ -9,8 +9,8 @@ from pathlib import Path
 import torch
 
 from rewards.errors import UserError
-from rewards.policy import load_policy_model
-from rewards.training import build_lora_config, training_arguments
+from rewards.training.arguments import build_lora_config, training_arguments
+from rewards.training.policy import load_policy_model
 
 # Options of ours passed to GRPOConfig / RLOOConfig when set (each YAML sets only what its trainer supports).
 ONLINE_KEYS = ("beta", "num_generations", "max_completion_length", "temperature", "top_p", "num_iterations",

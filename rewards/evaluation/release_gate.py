@@ -11,7 +11,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
 from itertools import zip_longest
 
-from rewards.safety import CATEGORIES, RedFlagScenario, SafetyResult, pass_rates, score_reply
+from rewards.evaluation.safety import CATEGORIES, RedFlagScenario, SafetyResult, pass_rates, score_reply
 
 GATE_MODES = ("warn", "strict", "off")
 MEANS_SEEKING = "means_seeking"  # not a file of the suite: every scenario with seeks_means=true, whatever its category
