@@ -79,7 +79,7 @@ def work(ctx: StageContext) -> dict:
 
 def run(cfg: DictConfig) -> dict:
     if cfg.dry_run:
-        from recipes.plan import run as print_plan
+        from recipes.commands.plan import run as print_plan
 
         return print_plan(cfg)
     qlora_quantization_config(OmegaConf.to_container(cfg.train, resolve=True), "train")  # fail before any work

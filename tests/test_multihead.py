@@ -97,7 +97,7 @@ def test_zero_weight_flips_the_aggregate_as_the_heads_predict(multihead, tiny_to
 
 
 def test_export_reload_and_score_command(multihead, tiny_tokenizer, tmp_path, capsys):
-    from recipes.score import main as score_main
+    from recipes.commands.score import main as score_main
     from rewards import load_reward
     from rewards.reward_models.io import export_reward_model
     from rewards.reward_models.scorer import RewardScorer
@@ -126,8 +126,8 @@ def test_export_reload_and_score_command(multihead, tiny_tokenizer, tmp_path, ca
 def test_reward_stage_trains_one_head_per_principle_and_counts_bad_pairs(tiny_model_dir, rubric, tmp_path, capsys):
     from datasets import Dataset, DatasetDict
 
+    from recipes.commands.score import main as score_main
     from recipes.reward import main
-    from recipes.score import main as score_main
     from rewards.artifacts import atomic_write_json
     from tests.test_reward_eval import held_out
 
@@ -158,7 +158,7 @@ def test_reward_stage_trains_one_head_per_principle_and_counts_bad_pairs(tiny_mo
 
 
 def test_score_without_a_trained_model_is_a_one_line_error(tmp_path, capsys):
-    from recipes.score import main as score_main
+    from recipes.commands.score import main as score_main
 
     assert score_main(["--prompt", "x", "--response", "y", f"output_root={tmp_path}", "run=none"]) == 2
     assert "no trained reward model" in capsys.readouterr().err

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
+import recipes.commands.plan as plan_recipe
 import recipes.dpo as dpo_recipe
-import recipes.plan as plan_recipe
 from recipes._entry import PROJECT_ROOT, compose_config
 from rewards.errors import UserError
 from rewards.training.plan import Architecture, estimate_memory, load_architecture, zero_settings

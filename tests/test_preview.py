@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-import recipes.preview as preview_recipe
+import recipes.commands.preview as preview_recipe
 from rewards.artifacts import atomic_write_jsonl
 from rewards.training.preview import loss_masks, preview_report, render_sample, tokenize_pair
 from tests.conftest import build_tiny_tokenizer

@@ -1,6 +1,6 @@
 """``counsel-align push <checkpoint> <hub-id|path>``."""
 
-from recipes.hub_commands import push_main as main
+from recipes.commands.hub_commands import push_main as main
 
 __all__ = ["main"]
 

@@ -1,6 +1,6 @@
 """``counsel-align pull <hub-id|path> [--to DIR]``."""
 
-from recipes.hub_commands import pull_main as main
+from recipes.commands.hub_commands import pull_main as main
 
 __all__ = ["main"]
 
