@@ -78,3 +78,15 @@ def test_tuning_twice_wraps_once(original_trl_rule):
     tune_for_device(None)
     assert trl_utils._use_triton is first
     assert trl_utils._use_triton.__wrapped_rule__ is original_trl_rule
+
+
+def test_unverified_trl_version_is_not_patched(original_trl_rule, monkeypatch):
+    import trl
+    import trl.trainer.utils as trl_utils
+
+    from rewards.training.policy import tune_for_device
+
+    monkeypatch.setattr(trl, "__version__", "0.0.1")
+    with pytest.warns(UserWarning, match="TRL 0.0.1: fused-LM-head patch not verified"):
+        assert tune_for_device(None) == []
+    assert trl_utils._use_triton is original_trl_rule

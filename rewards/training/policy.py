@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import warnings
 from pathlib import Path
 
 from rewards.errors import UserError
 from rewards.models import resolve_model_path, torch_dtype
 from rewards.training.arguments import build_lora_config, qlora_quantization_config, training_arguments
+from rewards.training.trl_compat import score_labelled_positions_only_on_eager_devices
 
 DPO_KEYS = ("beta", "loss_type", "loss_weights", "max_length", "precompute_ref_log_probs", "label_smoothing",
             "padding_free", "pad_to_multiple_of")
@@ -71,35 +71,10 @@ def load_policy_model(model_path: str, train_cfg: dict):
 def tune_for_device(trainer) -> list[str]:
     """Remove work a built DPOTrainer does not need on this device; returns what was changed.
 
-    TRL's fused LM head scores only the completion positions (the ones with a label) on Triton devices, but on
-    every other device it projects *every* position -- prompt and padding included -- through the vocabulary,
-    because on compiled backends (XLA/Neuron) a varying number of positions would recompile the kernel. Eager CPU
-    does not recompile, so there we let it take the compact path too. The per-token log-probabilities are the same;
-    only the wasted projections go away. Measured in ``benchmarks/dpo_step.py``; cause written in
-    ``benchmarks/README.md``.
+    The patches live in ``rewards.training.trl_compat`` (checked against the installed TRL version). Measured in
+    ``benchmarks/dpo_step.py``; cause written in ``benchmarks/README.md``.
     """
     changes = []
-    if _score_labelled_positions_only_on_eager_devices():
+    if score_labelled_positions_only_on_eager_devices():
         changes.append("fused LM head scores completion positions only on CPU")
     return changes
-
-
-def _score_labelled_positions_only_on_eager_devices() -> bool:
-    """Make TRL's compact scoring rule (``trl.trainer.utils._use_triton``) also true for CPU and MPS devices."""
-    import trl.trainer.utils as trl_utils
-
-    current = getattr(trl_utils, "_use_triton", None)
-    if current is None:
-        warnings.warn("trl.trainer.utils._use_triton not found; DPO on CPU scores every position (slower, same result)",
-                      stacklevel=3)
-        return False
-    if getattr(current, "counsel_align_patched", False):
-        return True
-
-    def compact_on_eager_devices(device) -> bool:
-        return device.type in ("cpu", "mps") or current(device)
-
-    compact_on_eager_devices.counsel_align_patched = True
-    compact_on_eager_devices.__wrapped_rule__ = current
-    trl_utils._use_triton = compact_on_eager_devices
-    return True
