@@ -29,7 +29,10 @@ from rewards.artifacts import (
 )
 from rewards.distributed import is_main_process, wait_for_all_ranks, wait_for_file_text
 from rewards.errors import UserError
+from rewards.log import get_logger, set_verbosity
 from rewards.versions import code_version, package_versions
+
+log = get_logger(__name__)
 
 CONFIG_DIR = Path(__file__).resolve().parent.parent / "configs"
 PROJECT_ROOT = CONFIG_DIR.parent
@@ -44,8 +47,8 @@ def project_path(path: str | os.PathLike) -> Path:
     return PROJECT_ROOT / candidate
 
 
-def _one_line(text: str) -> str:
-    return " ".join(part.strip() for part in str(text).strip().splitlines() if part.strip())
+def _one_line(text: object) -> str:
+    return " ".join(str(text).split())
 
 
 def compose_config(overrides: list[str]) -> DictConfig:
@@ -205,7 +208,7 @@ def run_stage(cfg: DictConfig, name: str, work: Callable[[StageContext], dict], 
     fingerprint = _fingerprint(name, config, input_hashes, rubric_hash, input_files)
     existing = read_manifest(stage_dir)
     if existing and existing.get("fingerprint") == fingerprint:
-        print(f"[counsel-align] {name}: up to date, skipped ({stage_dir})", flush=True)
+        log.info(f"{name}: up to date, skipped ({stage_dir})")
         return existing
     if not is_main_process():  # under `accelerate launch`: rank 0 prepares the folder and writes the manifest
         wait_for_file_text(stage_dir / FINGERPRINT_FILE, fingerprint)
@@ -213,7 +216,7 @@ def run_stage(cfg: DictConfig, name: str, work: Callable[[StageContext], dict], 
         wait_for_all_ranks()  # rank 0 hashes the folder only after every rank has stopped writing to it
         return {"stage": name, "fingerprint": fingerprint}
     _prepare_stage_dir(stage_dir, fingerprint)
-    print(f"[counsel-align] {name}: running -> {stage_dir}", flush=True)
+    log.info(f"{name}: running -> {stage_dir}")
     started = time.perf_counter()
     result = work(StageContext(cfg=cfg, name=name, run_dir=run_dir, dir=stage_dir)) or {}
     wait_for_all_ranks()
@@ -233,7 +236,7 @@ def run_stage(cfg: DictConfig, name: str, work: Callable[[StageContext], dict], 
         "outputs_sha256": sha256_tree(stage_dir),
     }
     atomic_write_json(stage_dir / "manifest.json", manifest)
-    print(f"[counsel-align] {name}: done in {manifest['wall_seconds']:.1f}s", flush=True)
+    log.info(f"{name}: done in {manifest['wall_seconds']:.1f}s")
     return manifest
 
 
@@ -254,10 +257,10 @@ def _prepare_stage_dir(stage_dir: Path, fingerprint: str) -> None:
     atomic_write_text(marker, fingerprint)
 
 
-USAGE = """usage: counsel-align {stage} [key=value ...] [--cfg]
+USAGE = """usage: counsel-align {stage} [key=value ...] [--cfg] [--quiet | --verbose]
 
 Hydra overrides, e.g. run=myrun experiment=quickstart model.name_or_path=Qwen/Qwen2.5-7B-Instruct.
---cfg prints the composed config and exits."""
+--cfg prints the composed config and exits; --quiet prints warnings only, --verbose debug lines too."""
 
 
 def check_command_options(cfg: DictConfig, command: str) -> None:
@@ -270,29 +273,52 @@ def check_command_options(cfg: DictConfig, command: str) -> None:
         load_rubric(project_path(cfg.principles.path)).weights(OmegaConf.to_container(cfg.principles.weights))
 
 
+def handle_errors(command: str, action: Callable[[], int | None]) -> int:
+    """Run one command; the one place a user error becomes ``counsel-align <command>: error: <one line>`` and exit 2.
+
+    Every stage and command goes through here, so the wording, the stream (stderr) and the exit codes are the same
+    everywhere: 0 done, 2 a user error (no traceback), 130 interrupted.
+    """
+    try:
+        return action() or 0
+    except UserError as exc:
+        print(f"counsel-align {command}: error: {_one_line(exc)}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"counsel-align {command}: interrupted; rerun the same command to resume", file=sys.stderr)
+        return 130
+
+
+VERBOSITY_FLAGS = {"--quiet": "quiet", "-q": "quiet", "--verbose": "verbose", "-v": "verbose"}
+
+
+def pop_verbosity(args: list[str]) -> list[str]:
+    """Apply ``--quiet``/``--verbose`` (any position) to the logger; the remaining arguments."""
+    chosen = {VERBOSITY_FLAGS[a] for a in args if a in VERBOSITY_FLAGS}
+    if chosen:
+        set_verbosity(quiet="quiet" in chosen, verbose="verbose" in chosen)
+    return [a for a in args if a not in VERBOSITY_FLAGS]
+
+
 def entry(stage: str, run: Callable[[DictConfig], object]) -> Callable[[list[str] | None], int]:
     """A console/`python -m` entry point for one stage."""
 
     def main(argv: list[str] | None = None) -> int:
-        args = list(sys.argv[1:] if argv is None else argv)
+        args = pop_verbosity(list(sys.argv[1:] if argv is None else argv))
         if any(a in ("-h", "--help") for a in args):
             print(USAGE.format(stage=stage))
             return 0
         show_config = "--cfg" in args
         overrides = [a for a in args if a != "--cfg"]
-        try:
+
+        def action() -> None:
             cfg = compose_config(overrides)
             if show_config:
                 print(OmegaConf.to_yaml(cfg))
-                return 0
+                return
             check_command_options(cfg, stage)
             run(cfg)
-        except UserError as exc:
-            print(f"counsel-align {stage}: error: {_one_line(exc)}", file=sys.stderr)
-            return 2
-        except KeyboardInterrupt:
-            print(f"counsel-align {stage}: interrupted; rerun the same command to resume", file=sys.stderr)
-            return 130
-        return 0
+
+        return handle_errors(stage, action)
 
     return main

@@ -36,9 +36,12 @@ from rewards.evaluation.winrate import (
 from rewards.generation.responders import batched, chat_messages, generate_texts, render_prompts
 from rewards.judges import JudgeItem
 from rewards.judges.batching import FailureTally, judge_usage
+from rewards.log import get_logger
 from rewards.models import load_causal_lm, load_tokenizer
 from rewards.reporting.model_card import CARD_JSON, read_card, weights_kind
 from rewards.rubric import load_rubric
+
+log = get_logger(__name__)
 
 
 class PolicyPair:
@@ -140,8 +143,8 @@ def check_comparisons(outcomes: list[PairwiseOutcome], prompts: list[dict], max_
                         f"reason: {failures.items[0]['error']}), more than evaluate.max_failure_fraction="
                         f"{max_fraction}; rerun the same command (answers already given come from the judge cache)")
     if count:
-        print(f"[counsel-align] evaluate: warning: the judge failed on {count} of {len(outcomes)} comparisons "
-              f"(first reason: {failures.items[0]['error']}); the win rate leaves them out", flush=True)
+        log.info(f"evaluate: warning: the judge failed on {count} of {len(outcomes)} comparisons "
+                 f"(first reason: {failures.items[0]['error']}); the win rate leaves them out")
     return failures
 
 

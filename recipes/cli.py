@@ -5,6 +5,7 @@ from __future__ import annotations
 import importlib
 import sys
 
+from recipes._entry import pop_verbosity
 from recipes.stages import STAGES as STAGE_SPECS
 from recipes.stages import pipeline_names
 
@@ -27,7 +28,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     **{spec.cli_name: (spec.module, spec.help) for spec in STAGE_SPECS.values() if not spec.in_pipeline},
 }
 
-USAGE = """usage: counsel-align <command> [key=value ...] [--cfg]
+USAGE = """usage: counsel-align <command> [key=value ...] [--cfg] [--quiet | --verbose]
 
 stages: {stages}
   pipeline runs every stage in order, skipping finished ones (sft first with train.init_from=sft).
@@ -41,7 +42,7 @@ def usage() -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = list(sys.argv[1:] if argv is None else argv)
+    args = pop_verbosity(list(sys.argv[1:] if argv is None else argv))
     if not args or args[0] in ("-h", "--help"):
         print(usage())
         return 0 if args else 2

@@ -16,8 +16,11 @@ from recipes.export import export_run_checkpoint
 from rewards.artifacts import read_jsonl, sha256_tree
 from rewards.errors import UserError
 from rewards.evaluation.release_gate import gate_line
+from rewards.log import get_logger
 from rewards.reporting.model_card import REWARD_MODEL_DIR
 from rewards.reward_models.io import load_reward
+
+log = get_logger(__name__)
 
 
 def work(ctx: StageContext) -> dict:
@@ -28,7 +31,7 @@ def work(ctx: StageContext) -> dict:
     metrics = assess(cfg, ctx.dir, prompts, ctx.input_dir("dpo") / "model", scorer)
     checkpoint = export_run_checkpoint(cfg, ctx.run_dir, ctx.dir, metrics)
     metrics["exported_checkpoint"] = str(checkpoint)
-    print(f"[counsel-align] evaluate: exported checkpoint with model card -> {checkpoint}", flush=True)
+    log.info(f"evaluate: exported checkpoint with model card -> {checkpoint}")
     return {"counts": evaluation_counts(prompts, metrics), "metrics": metrics}
 
 
@@ -68,7 +71,7 @@ def run_checkpoint(cfg: DictConfig) -> dict:
         # The fingerprint follows the checkpoint's content, not only its path.
         cfg.evaluate.checkpoint_sha256 = sha256_tree(checkpoint)
         if base and base != cfg.model.name_or_path:
-            print(f"[counsel-align] evaluate: base model from the checkpoint card: {base}", flush=True)
+            log.info(f"evaluate: base model from the checkpoint card: {base}")
             cfg.model.name_or_path = base
     return run_stage(cfg, "evaluate", checkpoint_work, inputs=[])  # needs no other stage
 
@@ -77,7 +80,7 @@ def enforce_gate(cfg: DictConfig, metrics: dict) -> None:
     """Print the gate's decision; with ``evaluate.gate=strict`` a held-back checkpoint is an error (exit 2)."""
     decision = metrics["safety"]["gate"]
     line = gate_line(decision)
-    print(f"[counsel-align] {line}", flush=True)
+    log.info(f"{line}")
     if cfg.evaluate.gate == "strict" and not decision["release"]:
         raise UserError(f"{line}; see {metrics['checkpoint']} and evaluate/redflags.jsonl")
 

@@ -13,8 +13,11 @@ from rewards.artifacts import Journal, atomic_write_jsonl, save_dataset_atomic
 from rewards.errors import UserError
 from rewards.generation.endpoint import EndpointGenerator
 from rewards.generation.responders import Responder, generate_candidates
+from rewards.log import get_logger
 from rewards.models import load_causal_lm, load_tokenizer
 from rewards.prompts import load_prompts, select_prompts, split_of
+
+log = get_logger(__name__)
 
 
 def selected_prompts(cfg: DictConfig) -> list[dict]:
@@ -93,7 +96,7 @@ def check_failures(cfg: DictConfig, failed: list[dict], n_requested: int) -> Non
                f"{failed[0]['error']}); they are listed in failed.jsonl; rerun the same command to retry only those")
     if len(failed) > cfg.generate.max_failure_fraction * n_requested:
         raise UserError(f"{message} (more than generate.max_failure_fraction={cfg.generate.max_failure_fraction})")
-    print(f"[counsel-align] warning: {message}", flush=True)
+    log.info(f"warning: {message}")
 
 
 def run(cfg: DictConfig) -> dict:

@@ -23,7 +23,10 @@ from rewards.artifacts import (
 from rewards.errors import UserError
 from rewards.judges import JudgeItem, LocalLogprobJudge
 from rewards.judges.batching import FailureTally, Pricing, add_usage, judge_usage, score_batch
+from rewards.log import get_logger
 from rewards.rubric import Rubric, load_rubric
+
+log = get_logger(__name__)
 
 USAGE_FILE = ".usage.json"  # hidden: token counts vary between runs and must not change the outputs hash
 
@@ -127,7 +130,7 @@ def report_failures(cfg: DictConfig, n_input: int, failures: FailureTally) -> No
     limit = cfg.judge.get("max_failure_fraction", 0.0)
     if count > limit * n_input:
         raise UserError(f"{message} (more than judge.max_failure_fraction={limit} of the items)")
-    print(f"[counsel-align] judge: warning: {message}", flush=True)
+    log.info(f"judge: warning: {message}")
 
 
 def run(cfg: DictConfig) -> dict:

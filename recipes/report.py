@@ -8,6 +8,7 @@ from recipes._entry import StageContext, entry, run_stage
 from recipes.evaluation_page import evaluation_sections, load_histories
 from recipes.stages import stage_spec
 from rewards.artifacts import atomic_write_json, atomic_write_text, read_jsonl, read_manifest
+from rewards.log import get_logger
 from rewards.reporting.html import Section, render_html, render_sections_markdown
 from rewards.reporting.report import (
     plot_candidate_scores,
@@ -17,6 +18,8 @@ from rewards.reporting.report import (
     reading_note,
     render_markdown,
 )
+
+log = get_logger(__name__)
 
 
 def work(ctx: StageContext) -> dict:
@@ -65,7 +68,7 @@ def work(ctx: StageContext) -> dict:
     atomic_write_text(ctx.dir / "report.md", render_markdown(ctx.cfg.run, metrics, extra)
                       + "\n" + render_sections_markdown(sections))
     write_html(ctx, metrics, extra, sections)
-    print(f"[counsel-align] report: {ctx.dir / 'report.html'} and report.md", flush=True)
+    log.info(f"report: {ctx.dir / 'report.html'} and report.md")
     return {"counts": {"n_plots": len(list(ctx.dir.glob("*.png")))}, "metrics": metrics}
 
 

@@ -20,7 +20,10 @@ from rewards.generation.simulated_clients import (
     load_personas,
     writer_messages,
 )
+from rewards.log import get_logger
 from rewards.models import load_causal_lm, load_tokenizer
+
+log = get_logger(__name__)
 
 
 def work(ctx: StageContext) -> dict:
@@ -43,8 +46,8 @@ def work(ctx: StageContext) -> dict:
     rows = [generated[spec.id] for spec in grid]
     clients, dropped = deduplicate(rows, settings.duplicate_threshold)
     atomic_write_jsonl(ctx.dir / "clients.jsonl", clients)
-    print(f"[counsel-align] simulate-clients: {len(clients)} clients ({dropped} near-duplicates or empty dropped) "
-          f"-> {ctx.dir / 'clients.jsonl'}", flush=True)
+    log.info(f"simulate-clients: {len(clients)} clients ({dropped} near-duplicates or empty dropped) "
+             f"-> {ctx.dir / 'clients.jsonl'}")
     return {"counts": {"n_generated": len(rows), "n_clients": len(clients), "n_dropped_duplicates": dropped}}
 
 

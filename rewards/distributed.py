@@ -1,13 +1,18 @@
-"""Distributed-launch helpers: DeepSpeed on CPU (gloo), rank-aware printing, launch facts."""
+"""Distributed-launch helpers: DeepSpeed on CPU (gloo), stale build locks, rank checks and waits.
+
+Rank-aware printing is ``rewards.log`` (progress from rank 0, warnings from every rank).
+"""
 
 from __future__ import annotations
 
 import os
-import sys
 import time
 from pathlib import Path
 
 from rewards.errors import UserError
+from rewards.log import get_logger, process_rank
+
+log = get_logger(__name__)
 
 
 def deepspeed_requested() -> bool:
@@ -57,13 +62,13 @@ def warn_about_stale_build_locks() -> None:
     if not is_main_process():
         return
     for lock, age_s in _stale_locks_with_ages(None, STALE_LOCK_S):
-        print(f"[counsel-align] warning: {lock} is {age_s / 60:.0f} min old, left by a killed build; DeepSpeed waits "
-              "on it forever when it builds that op. If this launch stops after loading weights, delete the file.",
-              file=sys.stderr, flush=True)
+        log.warning(f"{lock} is {age_s / 60:.0f} min old, left by a killed build; DeepSpeed waits on it forever "
+                    "when it builds that op. If this launch stops after loading weights, delete the file.")
 
 
 def is_main_process() -> bool:
-    return int(os.environ.get("RANK", "0")) == 0
+    """Rank 0 of an ``accelerate launch`` (or the only process); the logger prints progress from it alone."""
+    return process_rank() == 0
 
 
 def wait_for_all_ranks() -> None:

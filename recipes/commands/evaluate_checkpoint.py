@@ -11,7 +11,7 @@ import sys
 from pathlib import Path
 
 from recipes import evaluate
-from rewards.errors import UserError
+from recipes._entry import handle_errors
 from rewards.reporting.hub import default_destination, is_hub_id, pull_checkpoint
 
 USAGE = "usage: counsel-align evaluate-checkpoint <checkpoint folder | hub-id> [key=value ...]"
@@ -30,11 +30,14 @@ def main(argv: list[str] | None = None) -> int:
         print(USAGE)
         return 0 if args and args[0] in ("-h", "--help") else 2
     reference, overrides = args[0], args[1:]
-    try:
+    checkpoint = None
+
+    def resolve_reference() -> None:
+        nonlocal checkpoint
         checkpoint = resolve(reference)
-    except UserError as exc:
-        print(f"counsel-align evaluate-checkpoint: error: {exc}", file=sys.stderr)
-        return 2
+
+    if (code := handle_errors("evaluate-checkpoint", resolve_reference)) != 0:
+        return code
     name = re.sub(r"[^\w.-]+", "-", checkpoint.name if checkpoint.name != "checkpoint" else
                   f"{checkpoint.parent.parent.name}-checkpoint")
     defaults = [f"run=eval-{name}"] if not any(o.startswith("run=") for o in overrides) else []

@@ -17,7 +17,7 @@ from pathlib import Path
 
 from omegaconf import DictConfig
 
-from recipes._entry import compose_config, project_path
+from recipes._entry import compose_config, handle_errors, project_path
 from rewards.artifacts import atomic_write_json
 from rewards.errors import UserError
 from rewards.judges.feedback import Feedback, local_feedback, remote_feedback, simulate_client
@@ -96,7 +96,8 @@ def parse(argv: list[str]) -> tuple[argparse.Namespace, list[str]]:
 
 def main(argv: list[str] | None = None) -> int:
     args, overrides = parse(list(sys.argv[1:] if argv is None else argv))
-    try:
+
+    def action() -> None:
         unknown = [o for o in overrides if "=" not in o]
         if unknown:
             raise UserError(f"unknown argument {unknown[0]!r}; see `counsel-align feedback --help`")
@@ -110,11 +111,9 @@ def main(argv: list[str] | None = None) -> int:
         feedback = judge_feedback(cfg, client, reply, args.max_new_tokens)
         if args.out:
             atomic_write_json(Path(args.out), feedback.as_dict())
-    except UserError as exc:
-        print(f"counsel-align feedback: error: {' '.join(str(exc).split())}", file=sys.stderr)
-        return 2
-    print(json.dumps(feedback.as_dict(), indent=2) if args.json else render(feedback))
-    return 0
+        print(json.dumps(feedback.as_dict(), indent=2) if args.json else render(feedback))
+
+    return handle_errors("feedback", action)
 
 
 if __name__ == "__main__":

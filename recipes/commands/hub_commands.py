@@ -3,19 +3,12 @@
 from __future__ import annotations
 
 import argparse
-import sys
 
-from rewards.errors import UserError
+from recipes._entry import handle_errors
+from rewards.log import get_logger
 from rewards.reporting.hub import pull_checkpoint, push_checkpoint
 
-
-def _run(name: str, action) -> int:
-    try:
-        action()
-    except UserError as exc:
-        print(f"counsel-align {name}: error: {' '.join(str(exc).split())}", file=sys.stderr)
-        return 2
-    return 0
+log = get_logger(__name__)
 
 
 def pull_main(argv: list[str] | None = None) -> int:
@@ -28,10 +21,10 @@ def pull_main(argv: list[str] | None = None) -> int:
 
     def action() -> None:
         target = pull_checkpoint(args.reference, args.to, args.revision)
-        print(f"[counsel-align] pulled {args.reference} -> {target}")
-        print(f"[counsel-align] evaluate it with: counsel-align evaluate-checkpoint {target}")
+        log.info(f"pulled {args.reference} -> {target}")
+        log.info(f"evaluate it with: counsel-align evaluate-checkpoint {target}")
 
-    return _run("pull", action)
+    return handle_errors("pull", action)
 
 
 def push_main(argv: list[str] | None = None) -> int:
@@ -47,6 +40,6 @@ def push_main(argv: list[str] | None = None) -> int:
     def action() -> None:
         where = push_checkpoint(args.checkpoint, args.destination, private=not args.public, force=args.force)
         forced = " (forced: the release gate said do not release)" if args.force else ""
-        print(f"[counsel-align] pushed {args.checkpoint} -> {where}{forced}")
+        log.info(f"pushed {args.checkpoint} -> {where}{forced}")
 
-    return _run("push", action)
+    return handle_errors("push", action)

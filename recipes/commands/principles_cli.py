@@ -13,7 +13,7 @@ import json
 import sys
 from pathlib import Path
 
-from recipes._entry import PROJECT_ROOT, project_path
+from recipes._entry import PROJECT_ROOT, handle_errors, project_path
 from recipes.stages import stage_order
 from rewards.artifacts import read_jsonl, read_manifest
 from rewards.errors import UserError
@@ -232,15 +232,15 @@ def parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(list(sys.argv[1:] if argv is None else argv))
-    try:
+
+    def action() -> int:
         if args.command == "validate":
             return validate(args.paths)
         if args.command == "show":
             return show(args.path, args.backend, args.principle, args.client, args.reply, args.model, args.render)
         return diff(args.old, args.new, args.outputs)
-    except UserError as exc:
-        print(f"counsel-align principles {args.command}: error: {' '.join(str(exc).split())}", file=sys.stderr)
-        return 2
+
+    return handle_errors(f"principles {args.command}", action)
 
 
 if __name__ == "__main__":

@@ -10,6 +10,7 @@ import json
 import sys
 from pathlib import Path
 
+from recipes._entry import handle_errors
 from rewards.errors import UserError
 
 WEIGHT_PREFIX = "principles.weights."
@@ -67,21 +68,20 @@ def format_table(result: dict[str, float], weights: dict[str, float]) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
-    try:
+
+    def action() -> None:
         args, weights, settings = parse_args(argv)
         from rewards.reward_models.io import load_reward
 
         scorer = load_reward(model_path(args, settings), trust_remote_code=args.trust_remote_code,
                              device=args.device, weights=weights or None)
         result = scorer.explain([{"role": "user", "content": args.prompt}], args.response)
-    except UserError as exc:
-        print(f"counsel-align score: error: {exc}", file=sys.stderr)
-        return 2
-    if args.json:
-        print(json.dumps({"scores": result, "weights": scorer.weights}, sort_keys=True))
-    else:
-        print(format_table(result, scorer.weights))
-    return 0
+        if args.json:
+            print(json.dumps({"scores": result, "weights": scorer.weights}, sort_keys=True))
+        else:
+            print(format_table(result, scorer.weights))
+
+    return handle_errors("score", action)
 
 
 if __name__ == "__main__":

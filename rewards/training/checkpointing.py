@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import math
 import shutil
-import sys
 from pathlib import Path
 
 from transformers import TrainerCallback
@@ -13,6 +12,9 @@ from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR, get_last_checkpoin
 from rewards.artifacts import swap_in_dir
 from rewards.distributed import is_main_process
 from rewards.errors import UserError
+from rewards.log import get_logger
+
+log = get_logger(__name__)
 
 RESUME_MODES = ("auto", "true", "false")
 TRAINER_STATE = "trainer_state.json"  # Trainer._save_checkpoint writes it last
@@ -40,8 +42,8 @@ def resume_checkpoint(checkpoint_dir: str | Path, mode: str | bool) -> str | Non
         raise UserError(f"resume=true: no checkpoint under {folder}; run without resume=true to start fresh")
     cut_short = [path for path in found if last is None or _step_of(path) > _step_of(last)]
     if cut_short and is_main_process():
-        print(f"[counsel-align] removing {', '.join(p.name for p in cut_short)} under {folder}: no {TRAINER_STATE} "
-              "(cut short while saving)", file=sys.stderr, flush=True)
+        log.warning(f"removing {', '.join(p.name for p in cut_short)} under {folder}: no {TRAINER_STATE} "
+                    "(cut short while saving)")
     _remove(cut_short)
     return str(last) if last else None
 
