@@ -11,6 +11,7 @@ from rewards.artifacts import atomic_write_json, atomic_write_text, read_jsonl, 
 from rewards.log import get_logger
 from rewards.reporting.html import Section, render_html, render_sections_markdown
 from rewards.reporting.report import (
+    headline_rows,
     plot_candidate_scores,
     plot_principles,
     plot_rewards,
@@ -73,17 +74,7 @@ def work(ctx: StageContext) -> dict:
 
 
 def write_html(ctx: StageContext, metrics: dict, extra: dict, sections: list[Section]) -> None:
-    low, high = metrics["win_rate_ci"]
-    headline = Section("Headline figures", "", ["figure", "value"], [
-        ["prompts (train / test)", f"{extra['n_train_prompts']} / {extra['n_test_prompts']}"],
-        ["candidates / judged / pairs", f"{metrics['n_candidates']} / {metrics['n_judged']} / {metrics['n_pairs']}"],
-        ["reward model held-out accuracy (length-only baseline)",
-         f"{metrics['rm_accuracy']:.3f} ({metrics['rm_length_baseline']:.3f})"],
-        ["mean reward: base / trained", f"{metrics['base_score']:.3f} / {metrics['dpo_score']:.3f}"],
-        ["judged win rate of trained over reference", f"{metrics['win_rate']:.3f} [{low:.3f}, {high:.3f}]"],
-        ["red-flag pass rate: base / trained", f"{metrics['base_pass_rate']:.3f} / {metrics['trained_pass_rate']:.3f}"],
-        ["release gate", "release" if metrics["release"] else "do NOT release"],
-    ])
+    headline = Section("Headline figures", "", ["figure", "value"], headline_rows(metrics, extra))
     extras = [
         Section("Judge scores of all candidates", images=[("candidate_scores.png", "candidate judge scores")]),
         Section("Time per stage (seconds)", "", ["stage", "seconds"],

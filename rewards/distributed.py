@@ -79,10 +79,6 @@ def wait_for_all_ranks() -> None:
         dist.barrier()
 
 
-def world_size() -> int:
-    return int(os.environ.get("WORLD_SIZE", "1"))
-
-
 def wait_for_file_text(path: str | Path, text: str, timeout_s: float = 600.0, poll_s: float = 0.2) -> None:
     """Block until ``path`` holds ``text`` (non-main ranks waiting for rank 0 to prepare a folder)."""
     path = Path(path)

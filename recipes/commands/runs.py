@@ -11,12 +11,9 @@ from pathlib import Path
 from recipes.export import CHECKPOINT_DIR
 from recipes.stages import stage_order
 from rewards.artifacts import read_manifest
+from rewards.reporting.html import fmt
 
 COLUMNS = ("run", "stages", "finished", "rm_acc", "win_rate [CI]", "pass base->trained", "release", "checkpoint")
-
-
-def _fmt(value: object, digits: int = 3) -> str:
-    return f"{value:.{digits}f}" if isinstance(value, float) else ("-" if value is None else str(value))
 
 
 def run_summary(run_dir: Path) -> dict | None:
@@ -52,12 +49,12 @@ def collect_runs(root: Path) -> list[dict]:
 
 def _row(s: dict) -> list[str]:
     ci = s["win_rate_ci"]
-    win = "-" if s["win_rate"] is None else f"{_fmt(s['win_rate'], 2)}" + (
-        f" [{_fmt(ci[0], 2)}, {_fmt(ci[1], 2)}]" if ci else "")
+    win = "-" if s["win_rate"] is None else f"{fmt(s['win_rate'], 2, missing='-')}" + (
+        f" [{fmt(ci[0], 2, missing='-')}, {fmt(ci[1], 2, missing='-')}]" if ci else "")
     passes = ("-" if s["base_pass_rate"] is None
-              else f"{_fmt(s['base_pass_rate'], 2)}->{_fmt(s['trained_pass_rate'], 2)}")
+              else f"{fmt(s['base_pass_rate'], 2, missing='-')}->{fmt(s['trained_pass_rate'], 2, missing='-')}")
     when = s["finished_at"][:16].replace("T", " ") if s["finished_at"] else "-"
-    return [s["run"], str(len(s["stages"])), when, _fmt(s["rm_accuracy"], 2), win, passes,
+    return [s["run"], str(len(s["stages"])), when, fmt(s["rm_accuracy"], 2, missing='-'), win, passes,
             {True: "yes", False: "NO", None: "-"}[s["release"]], s["checkpoint"] or "-"]
 
 

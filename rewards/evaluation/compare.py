@@ -62,13 +62,6 @@ def _outcome(as_a: tuple[float | None, str | None], as_b: tuple[float | None, st
     return PairwiseOutcome(p_a, 1.0 - p_b)
 
 
-def win_rate(verdicts: list[str]) -> dict:
-    n = len(verdicts)
-    wins, ties, losses = (verdicts.count(v) for v in ("win", "tie", "loss"))
-    rate = (wins + 0.5 * ties) / n if n else float("nan")
-    return {"win_rate": round(rate, 4), "wins": wins, "ties": ties, "losses": losses}
-
-
 def principle_means(scores: list[dict[str, float]]) -> dict[str, float]:
     if not scores:
         return {}

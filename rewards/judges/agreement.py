@@ -10,6 +10,8 @@ from collections import defaultdict
 
 import numpy as np
 
+from rewards.reporting.html import fmt
+
 VERDICT_VALUE = {"correct": 1.0, "tie": 0.5, "wrong": 0.0}
 
 
@@ -85,14 +87,10 @@ def agreement_report(rows: list[dict], seed: int = 0) -> dict:
     return report
 
 
-def _fmt(value: float | None) -> str:
-    return "–" if value is None else f"{value:.3f}"
-
-
 def _row(name: str, summary: dict, ci: list[float] | None = None) -> str:
     interval = f" [{ci[0]:.3f}, {ci[1]:.3f}]" if ci else ""
-    return (f"| {name} | {summary['n']} | {_fmt(summary['accuracy'])}{interval} | "
-            f"{_fmt(summary['accuracy_excluding_ties'])} | {summary['ties']} |")
+    return (f"| {name} | {summary['n']} | {fmt(summary['accuracy'], missing='–')}{interval} | "
+            f"{fmt(summary['accuracy_excluding_ties'], missing='–')} | {summary['ties']} |")
 
 
 def render_markdown(report: dict, title: str, details: dict) -> str:
@@ -106,8 +104,8 @@ def render_markdown(report: dict, title: str, details: dict) -> str:
              "", "## Per topic", "", "| topic | pairs | judge accuracy | length accuracy | judge ties |",
              "|---|---|---|---|---|"]
     for topic, row in report["per_topic"].items():
-        lines.append(f"| {topic} | {row['judge']['n']} | {_fmt(row['judge']['accuracy'])} | "
-                     f"{_fmt(row['length_baseline']['accuracy'])} | {row['judge']['ties']} |")
+        lines.append(f"| {topic} | {row['judge']['n']} | {fmt(row['judge']['accuracy'], missing='–')} | "
+                     f"{fmt(row['length_baseline']['accuracy'], missing='–')} | {row['judge']['ties']} |")
     if report["per_principle"]:
         lines += ["", "## Per principle (that principle's score alone decides)", "", header.replace(
             "| |", "| principle |", 1).replace(" [95% CI by question]", "")]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import html
+import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -24,10 +25,16 @@ class Section:
     images: list[tuple[str, str]] = field(default_factory=list)  # (file name, caption)
 
 
-def fmt(value: object) -> str:
+def fmt(value: object, digits: int = 3, missing: str = "n/a") -> str:
+    """A value as a table cell: floats to ``digits`` places, dicts and lists as sorted JSON, None as ``missing``.
+
+    The one formatter of reports, model cards, agreement tables and the ``runs`` table.
+    """
     if isinstance(value, float):
-        return f"{value:.3f}"
-    return "n/a" if value is None else str(value)
+        return f"{value:.{digits}f}"
+    if isinstance(value, dict | list):
+        return json.dumps(value, sort_keys=True)
+    return missing if value is None else str(value)
 
 
 def _image_tag(folder: Path, name: str, caption: str) -> str:

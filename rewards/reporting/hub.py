@@ -15,7 +15,7 @@ from pathlib import Path
 
 from rewards.artifacts import atomic_replace_dir
 from rewards.errors import UserError
-from rewards.reporting.model_card import CARD_JSON, read_card, write_card
+from rewards.reporting.model_card import read_card, write_card
 
 HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
 
@@ -122,6 +122,3 @@ def _upload(folder: Path, destination: str, private: bool, name: str) -> None:
         raise UserError(f"push: cannot upload to {destination!r} on the Hugging Face Hub ({_one_line(exc)}); "
                         "check the network and that HF_TOKEN is set with write access") from None
 
-
-def card_present(folder: str | Path) -> bool:
-    return (Path(folder) / CARD_JSON).is_file()

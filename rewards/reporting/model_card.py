@@ -13,6 +13,7 @@ from typing import Any
 
 from rewards.artifacts import atomic_replace_dir, atomic_write_json, atomic_write_text
 from rewards.errors import UserError
+from rewards.reporting.html import fmt
 
 CARD_JSON = "model_card.json"
 CARD_MD = "README.md"
@@ -67,16 +68,8 @@ def build_card(
     }
 
 
-def _fmt(value: Any) -> str:
-    if isinstance(value, float):
-        return f"{value:.3f}"
-    if isinstance(value, dict | list):
-        return json.dumps(value, sort_keys=True)
-    return "n/a" if value is None else str(value)
-
-
 def _table(rows: list[tuple[str, Any]]) -> str:
-    return "\n".join(["| field | value |", "|---|---|", *(f"| {k} | {_fmt(v)} |" for k, v in rows)])
+    return "\n".join(["| field | value |", "|---|---|", *(f"| {k} | {fmt(v)} |" for k, v in rows)])
 
 
 def render_card(card: dict) -> str:
@@ -124,8 +117,8 @@ Release gate: **{'release' if release else 'do not release' if release is not No
 |---|---|---|
 {safety_rows}
 
-Overall: base {_fmt(gate.get('base_pass_rate'))}, trained {_fmt(gate.get('trained_pass_rate'))}, tolerance \
-{_fmt(gate.get('tolerance'))}.
+Overall: base {fmt(gate.get('base_pass_rate'))}, trained {fmt(gate.get('trained_pass_rate'))}, tolerance \
+{fmt(gate.get('tolerance'))}.
 
 ### Release gate checks
 {_gate_section(gate, card)}
@@ -150,12 +143,12 @@ def _gate_section(gate: dict, card: dict) -> str:
         lines.append("**Pushed with `--force` although the gate said do not release** "
                      f"({card.get('forced_release_reason')}).\n")
     crisis = ", ".join(gate.get("crisis_categories", [])) or "none"
-    lines.append(f"Floors: overall red-flag pass rate >= {_fmt(gate.get('min_pass_rate'))} "
+    lines.append(f"Floors: overall red-flag pass rate >= {fmt(gate.get('min_pass_rate'))} "
                  f"(`evaluate.gate_min_pass_rate`); each crisis category ({crisis}"
-                 f") >= {_fmt(gate.get('min_crisis_pass_rate'))} (`evaluate.gate_min_crisis_pass_rate`); "
+                 f") >= {fmt(gate.get('min_crisis_pass_rate'))} (`evaluate.gate_min_crisis_pass_rate`); "
                  f"trained >= base - tolerance.\n")
     lines += ["| check | value | threshold | passed |", "|---|---|---|---|"]
-    lines += [f"| {c['check']} | {_fmt(c['value'])} | {_fmt(c['threshold'])} | {'yes' if c['passed'] else '**no**'} |"
+    lines += [f"| {c['check']} | {fmt(c['value'])} | {fmt(c['threshold'])} | {'yes' if c['passed'] else '**no**'} |"
               for c in gate.get("checks", [])]
     return "\n".join(lines)
 

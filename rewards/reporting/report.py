@@ -10,6 +10,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
 from rewards.artifacts import atomic_write_bytes  # noqa: E402
+from rewards.reporting.html import fmt
 
 
 def save_figure(fig, path: Path) -> None:
@@ -69,30 +70,34 @@ def plot_candidate_scores(scores_by_principle: dict[str, list[float]], path: Pat
     save_figure(fig, path)
 
 
-def _fmt(value) -> str:
-    if isinstance(value, float):
-        return f"{value:.3f}"
-    return "n/a" if value is None else str(value)
+def headline_rows(metrics: dict, extra: dict) -> list[list[str]]:
+    """The headline figures of a run, as (figure, value) rows: the same in report.md and report.html."""
+    ci = metrics.get("win_rate_ci")
+    interval = f" [{fmt(ci[0])}, {fmt(ci[1])}]" if ci else ""
+    release = metrics.get("release")
+    return [
+        ["prompts (train / test)", f"{extra['n_train_prompts']} / {extra['n_test_prompts']}"],
+        ["candidate responses", fmt(metrics["n_candidates"])],
+        ["judged responses", fmt(metrics["n_judged"])],
+        ["pairs after margin and safety veto (train / test)", f"{extra['train_pairs']} / {extra['test_pairs']}"],
+        ["dropped as ties / vetoed", f"{extra['ties']} / {extra['vetoed']}"],
+        ["reward model held-out accuracy", fmt(metrics["rm_accuracy"])],
+        ["length-only baseline on the same pairs", fmt(metrics["rm_length_baseline"])],
+        ["mean reward: base / trained", f"{fmt(metrics['base_score'])} / {fmt(metrics['dpo_score'])}"],
+        ["judged win rate of trained over reference (both orders, ties = ½)", fmt(metrics["win_rate"]) + interval],
+        ["wins / ties / losses", f"{extra['wins']} / {extra['ties_eval']} / {extra['losses']}"],
+        ["red-flag pass rate: base / trained",
+         f"{fmt(metrics.get('base_pass_rate'))} / {fmt(metrics.get('trained_pass_rate'))}"],
+        ["release gate", "n/a" if release is None else "release" if release else "do NOT release"],
+    ]
 
 
 def render_markdown(run: str, metrics: dict, extra: dict) -> str:
     """The report page; ``extra`` holds per-principle means, length stats and examples."""
-    rows = [
-        ("prompts (train / test)", f"{extra['n_train_prompts']} / {extra['n_test_prompts']}"),
-        ("candidate responses", metrics["n_candidates"]),
-        ("judged responses", metrics["n_judged"]),
-        ("pairs after margin and safety veto (train / test)", f"{extra['train_pairs']} / {extra['test_pairs']}"),
-        ("dropped as ties / vetoed", f"{extra['ties']} / {extra['vetoed']}"),
-        ("reward model held-out accuracy", _fmt(metrics["rm_accuracy"])),
-        ("length-only baseline on the same pairs", _fmt(metrics["rm_length_baseline"])),
-        ("mean reward: base", _fmt(metrics["base_score"])),
-        ("mean reward: DPO", _fmt(metrics["dpo_score"])),
-        ("judged win rate of DPO over base (both orders, ties = ½)", _fmt(metrics["win_rate"])),
-        ("wins / ties / losses", f"{extra['wins']} / {extra['ties_eval']} / {extra['losses']}"),
-    ]
+    rows = headline_rows(metrics, extra)
     table = "\n".join(f"| {name} | {value} |" for name, value in rows)
     principles = "\n".join(
-        f"| {pid} | {_fmt(extra['base_principles'][pid])} | {_fmt(extra['dpo_principles'][pid])} |"
+        f"| {pid} | {fmt(extra['base_principles'][pid])} | {fmt(extra['dpo_principles'][pid])} |"
         for pid in extra["base_principles"])
     stages = "\n".join(f"| {name} | {seconds:.1f} |" for name, seconds in metrics["stage_seconds"].items())
     return f"""# counsel-align run `{run}`

@@ -9,11 +9,10 @@ from __future__ import annotations
 
 import os
 import random
-import shutil
 from dataclasses import asdict
 from pathlib import Path
 
-from rewards.artifacts import sha256_file
+from rewards.artifacts import atomic_replace_dir, sha256_file
 from rewards.errors import UserError
 from rewards.human_prefs import HELD_OUT_SPLITS, RankedColumns, _check_keys, _digest, group_answers, read_table
 from rewards.training.arguments import build_lora_config, training_arguments
@@ -156,12 +155,12 @@ def merge_adapter(adapter_dir: str | Path, base_path: str, out_dir: str | Path, 
     base = AutoModelForCausalLM.from_pretrained(resolve_model_path(base_path), dtype=torch_dtype(dtype),
                                                 use_safetensors=True)
     merged = PeftModel.from_pretrained(base, str(adapter_dir)).merge_and_unload()
-    tmp = out_dir.with_name(f".{out_dir.name}.tmp")
-    shutil.rmtree(tmp, ignore_errors=True)
-    merged.save_pretrained(str(tmp), safe_serialization=True)
-    AutoTokenizer.from_pretrained(str(adapter_dir)).save_pretrained(str(tmp))
-    shutil.rmtree(out_dir, ignore_errors=True)
-    os.replace(tmp, out_dir)
+
+    def write(tmp: Path) -> None:
+        merged.save_pretrained(str(tmp), safe_serialization=True)
+        AutoTokenizer.from_pretrained(str(adapter_dir)).save_pretrained(str(tmp))
+
+    atomic_replace_dir(out_dir, write)
     return out_dir
 
 
