@@ -6,7 +6,6 @@ A stage whose manifest matches its current fingerprint (config, inputs, rubric) 
 
 from __future__ import annotations
 
-import os
 import shutil
 import sys
 import time
@@ -18,6 +17,7 @@ from pathlib import Path
 from omegaconf import DictConfig, OmegaConf
 
 from recipes.option_types import check_options, config_values
+from recipes.project_files import output_path, project_path, project_root
 from recipes.stages import STAGES, StageSpec, stages_of_command
 from rewards.artifacts import (
     atomic_write_json,
@@ -34,17 +34,9 @@ from rewards.versions import code_version, package_versions
 
 log = get_logger(__name__)
 
-CONFIG_DIR = Path(__file__).resolve().parent.parent / "configs"
-PROJECT_ROOT = CONFIG_DIR.parent
+PROJECT_ROOT = project_root()  # configs/, principles/, data/: the checkout, else the installed copy
+CONFIG_DIR = PROJECT_ROOT / "configs"
 FINGERPRINT_FILE = ".fingerprint"
-
-
-def project_path(path: str | os.PathLike) -> Path:
-    """Paths in configs are relative to the working directory, else to the project root."""
-    candidate = Path(path).expanduser()
-    if candidate.is_absolute() or candidate.exists():
-        return candidate
-    return PROJECT_ROOT / candidate
 
 
 def _one_line(text: object) -> str:
@@ -131,7 +123,7 @@ def _config_subset(cfg: DictConfig, keys: list[str]) -> dict:
 
 
 def run_dir_of(cfg: DictConfig) -> Path:
-    return project_path(cfg.output_root) / cfg.run
+    return output_path(cfg.output_root) / cfg.run  # under the working directory unless absolute
 
 
 def _rubric_hash(cfg: DictConfig) -> str:

@@ -12,7 +12,7 @@ from pathlib import Path
 from omegaconf import DictConfig
 from tqdm.auto import tqdm
 
-from recipes._entry import StageContext, entry, forget_failed_run, project_path, run_dir_of, run_stage
+from recipes._entry import StageContext, entry, forget_failed_run, output_path, project_path, run_dir_of, run_stage
 from rewards.artifacts import (
     Journal,
     atomic_write_json,
@@ -49,7 +49,7 @@ def build_remote_judge(judge_cfg: DictConfig, rubric: Rubric):
     for key in ("base_url", "model", "api_key_env"):
         if not judge_cfg[key]:
             raise UserError(f"judge.{key}: not set; pass judge.{key}=... (see configs/judge/openai_compatible.yaml)")
-    cache = JudgmentCache(project_path(judge_cfg.cache_path)) if judge_cfg.cache_path else None
+    cache = JudgmentCache(output_path(judge_cfg.cache_path)) if judge_cfg.cache_path else None
     return OpenAICompatibleJudge(
         rubric, judge_cfg.base_url, judge_cfg.model, api_key_env=judge_cfg.api_key_env,
         concurrency=judge_cfg.concurrency, requests_per_minute=judge_cfg.requests_per_minute,
