@@ -1,0 +1,157 @@
+"""Contrastive probes: the project's probes load, bad records name file and line, the measurement's arithmetic,
+position bias cancels, the probes stage and `principles probe|validate`, and the figures in report and card."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from rewards.artifacts import Journal
+from rewards.errors import UserError
+from rewards.probes import (
+    Probe,
+    compare_probes,
+    detection_value,
+    format_table,
+    load_probes,
+    pairwise_value,
+    select_probes,
+    summarize,
+)
+from tests.conftest import PROJECT_ROOT
+
+PROBES = PROJECT_ROOT / "data" / "probes"
+IDS = ["empathy", "clarity"]
+
+
+def record(n: int, principle: str = "empathy", **changes) -> dict:
+    intact = f"reply {n} that reflects the feeling well"
+    row = {"id": f"{principle}-{n}", "principle": principle, "client": f"client message {n}", "intact": intact,
+           "broken": f"reply {n} with stock sympathy instead", "change": "reflection swapped for stock sympathy"}
+    return row | changes
+
+
+def write_probes(folder: Path, rows_by_principle: dict[str, list[dict]]) -> Path:
+    folder.mkdir(parents=True, exist_ok=True)
+    for principle, rows in rows_by_principle.items():
+        (folder / f"{principle}.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    return folder
+
+
+# -- the project's probes ---------------------------------------------------------------------------
+def test_project_probes_cover_every_principle_with_20_length_matched_pairs(rubric):
+    by_principle = load_probes(PROBES)
+    assert set(by_principle) == set(rubric.ids)
+    for pid, probes in by_principle.items():
+        assert len(probes) >= 20, pid
+        assert all(p.principle == pid and 40 <= p.words_intact <= 90 for p in probes)
+        differences = [p.words_broken - p.words_intact for p in probes]
+        # The per-principle allowance stated in data/probes/README.md.
+        low, high = {"clarity": (0, 15), "harm_avoidance": (-5, 14)}.get(pid, (-5, 5))
+        assert low <= min(differences) and max(differences) <= high, pid
+    rows = [json.loads(line) for path in PROBES.glob("*.jsonl") for line in path.read_text().splitlines()]
+    assert all(r["words_intact"] == len(r["intact"].split()) for r in rows)
+
+
+# -- loading and validation -------------------------------------------------------------------------
+@pytest.mark.parametrize(("line", "message"), [
+    ("{not json", "not valid JSON"),
+    (json.dumps(record(2, intact="")), "field 'intact' must be a non-empty string"),
+    (json.dumps(record(2, principle="clarity")), "does not match the file name"),
+    (json.dumps(record(2, broken="reply 2 that reflects the feeling well")), "identical"),
+    (json.dumps(record(2, words_intact=3)), "words_intact is 3 but the intact reply has 7 words"),
+    (json.dumps(record(2, note="x")), "unknown field(s) ['note']"),
+    (json.dumps([1, 2]), "must be a JSON object"),
+])
+def test_a_malformed_record_is_one_line_naming_file_and_line(tmp_path, line, message):
+    folder = write_probes(tmp_path / "probes", {"empathy": [record(1)]})
+    with open(folder / "empathy.jsonl", "a") as handle:
+        handle.write("\n" + line + "\n")
+    with pytest.raises(UserError) as error:
+        load_probes(folder)
+    text = str(error.value)
+    assert f"{folder / 'empathy.jsonl'}:3:" in text and message in text and "\n" not in text
+
+
+def test_duplicate_ids_missing_folder_and_limits(tmp_path):
+    folder = write_probes(tmp_path / "p", {"empathy": [record(1)], "clarity": [record(1, principle="clarity",
+                                                                                       id="empathy-1")]})
+    with pytest.raises(UserError, match="also appears in"):
+        load_probes(folder)
+    with pytest.raises(UserError, match="probes.path: .* is not a folder"):
+        load_probes(tmp_path / "nowhere")
+    good = write_probes(tmp_path / "q", {"empathy": [record(n) for n in range(4)]})
+    assert [p.id for p in select_probes(load_probes(good), IDS, 2)] == ["empathy-0", "empathy-1"]
+    with pytest.raises(UserError, match="limit_per_principle"):
+        select_probes(load_probes(good), IDS, 0)
+
+
+# -- arithmetic -------------------------------------------------------------------------------------
+def probe(n: int, principle: str, intact_words: int = 5, broken_words: int = 5) -> Probe:
+    return Probe(f"{principle}-{n}", principle, f"client {n}", " ".join(["i"] * intact_words) + f" {n}",
+                 " ".join(["b"] * broken_words) + f" {n}", "x")
+
+
+def test_detection_gap_and_spillover_on_hand_made_scores():
+    probes = [probe(0, "empathy"), probe(1, "empathy"), probe(2, "empathy", 9, 5), probe(3, "clarity", 5, 8)]
+    scores = {}
+
+    def put(p: Probe, intact: dict, broken: dict) -> None:
+        scores[p.key("intact")], scores[p.key("broken")] = intact, broken
+
+    put(probes[0], {"empathy": 4.0, "clarity": 3.0}, {"empathy": 2.0, "clarity": 3.5})  # detected, gap 2, spill -.5
+    put(probes[1], {"empathy": 3.0, "clarity": 3.0}, {"empathy": 3.0, "clarity": 2.0})  # tie, gap 0, spill +1
+    put(probes[2], {"empathy": 2.0, "clarity": 3.0}, {"empathy": 3.0, "clarity": 3.0})  # missed, gap -1, spill 0
+    put(probes[3], {"empathy": 3.0, "clarity": 4.5}, {"empathy": 3.0, "clarity": 4.0})  # detected
+    summary = summarize(probes, scores, IDS, n_resamples=200)
+    empathy = summary["principles"]["empathy"]
+    assert empathy["n"] == 3 and empathy["detection"] == pytest.approx(0.5)
+    assert empathy["mean_gap"] == pytest.approx(1 / 3, abs=1e-4)
+    assert empathy["spillover"] == pytest.approx(0.5 / 3, abs=1e-4)
+    assert empathy["ci_low"] <= 0.5 <= empathy["ci_high"]
+    # Length-only: two ties (equal length) and one longer intact reply.
+    assert empathy["length_baseline"] == pytest.approx((0.5 + 0.5 + 1) / 3, abs=1e-4)
+    assert summary["principles"]["clarity"]["length_baseline"] == 0.0  # the broken reply was longer
+    assert summary["mean_detection"] == pytest.approx((0.5 + 1.0) / 2)
+    assert summary["weakest_principle"] == "empathy" and summary["n_probes"] == 4
+    assert detection_value(3, 2) == 1.0 and detection_value(2, 2) == 0.5 and detection_value(1, 2) == 0.0
+    table = format_table({"before": summary, "after": summary})
+    assert table.count("| before | empathy |") == 1 and table.count("| after | clarity |") == 1
+
+
+def test_unscored_probes_are_left_out_and_untested_principles_listed():
+    probes = [probe(0, "empathy"), probe(1, "empathy")]
+    scores = {probes[0].key("intact"): {"empathy": 4.0, "clarity": 3.0},
+              probes[0].key("broken"): {"empathy": 2.0, "clarity": 3.0}}
+    summary = summarize(probes, scores, IDS, n_resamples=50)
+    assert summary["principles"]["empathy"]["n"] == 1 and summary["untested_principles"] == ["clarity"]
+
+
+class AlwaysFirstJudge:
+    """A pairwise judge with pure position bias: reply A always wins."""
+
+    def __init__(self) -> None:
+        self.asked: list[tuple[str, str, str]] = []
+
+    def compare(self, client: str, first: str, second: str) -> float:
+        self.asked.append((client, first, second))
+        return 1.0
+
+
+def test_a_judge_that_always_prefers_the_first_reply_scores_chance_after_order_swapping(tmp_path):
+    probes = [probe(n, pid) for n in range(6) for pid in IDS]
+    judge = AlwaysFirstJudge()
+    journal = Journal(tmp_path / "pairwise.jsonl")
+    compare_probes(judge, probes, journal, batch_size=4)
+    assert len(judge.asked) == 2 * len(probes)  # both orders of every probe
+    assert {(c, a, b) for c, a, b in judge.asked} >= {(p.client, p.broken, p.intact) for p in probes}
+    pairwise = {k.removesuffix("|pair"): pairwise_value(r["as_a"], r["as_b"]) for k, r in journal.done().items()}
+    assert set(pairwise.values()) == {0.5}
+    scores = {p.key(side): {"empathy": 3.0, "clarity": 3.0} for p in probes for side in ("intact", "broken")}
+    summary = summarize(probes, scores, IDS, pairwise=pairwise, n_resamples=100)
+    assert all(row["pairwise_detection"] == 0.5 for row in summary["principles"].values())
+    assert pairwise_value(0.9, 0.8) == 1.0 and pairwise_value(0.1, 0.2) == 0.0
+    compare_probes(judge, probes, journal)
+    assert len(judge.asked) == 2 * len(probes)  # journaled: a rerun asks nothing again
