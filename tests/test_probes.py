@@ -7,7 +7,10 @@ import json
 from pathlib import Path
 
 import pytest
+import yaml
 
+from recipes import principles_cli
+from recipes import probes as probes_stage
 from rewards.artifacts import Journal
 from rewards.errors import UserError
 from rewards.probes import (
@@ -20,7 +23,10 @@ from rewards.probes import (
     select_probes,
     summarize,
 )
-from tests.conftest import PROJECT_ROOT
+from tests.conftest import PROJECT_ROOT, tiny_overrides
+from tests.fake_openai_server import FakeOpenAIServer
+
+KEY_ENV = "COUNSEL_PROBES_TEST_KEY"
 
 PROBES = PROJECT_ROOT / "data" / "probes"
 IDS = ["empathy", "clarity"]
@@ -155,3 +161,74 @@ def test_a_judge_that_always_prefers_the_first_reply_scores_chance_after_order_s
     assert pairwise_value(0.9, 0.8) == 1.0 and pairwise_value(0.1, 0.2) == 0.0
     compare_probes(judge, probes, journal)
     assert len(judge.asked) == 2 * len(probes)  # journaled: a rerun asks nothing again
+
+
+# -- the stage and the commands ---------------------------------------------------------------------
+def test_probes_stage_on_a_tiny_judge_writes_summary_table_plot_and_reruns_on_a_probe_edit(tiny_model_dir, tmp_path,
+                                                                                         capsys):
+    folder = write_probes(tmp_path / "probes", {pid: [json.loads(line) for line in
+                                                      (PROBES / f"{pid}.jsonl").read_text().splitlines()[:2]]
+                                                for pid in ("empathy", "clarity", "autonomy")})
+    args = [*tiny_overrides(tiny_model_dir, tmp_path / "out"), f"probes.path={folder}",
+            "probes.limit_per_principle=1", "probes.bootstrap_resamples=50"]
+    assert probes_stage.main(args) == 0
+    stage = tmp_path / "out" / "t" / "probes"
+    summary = json.loads((stage / "summary.json").read_text())
+    assert set(summary["principles"]) == {"empathy", "clarity", "autonomy"}  # (the JSON file sorts keys)
+    assert summary["untested_principles"] == ["personalization", "harm_avoidance", "self_exploration",
+                                              "stage_of_change"]
+    manifest = json.loads((stage / "manifest.json").read_text())
+    metrics = manifest["metrics"]
+    assert metrics["probe_detection"] == summary["mean_detection"]
+    assert set(metrics["probe_detection_by_principle"]) == {"empathy", "clarity", "autonomy"}
+    assert metrics["probe_weakest_principle"] in metrics["probe_detection_by_principle"]
+    assert "| psychocounsel v1 | empathy | 1 |" in (stage / "table.md").read_text()
+    assert (stage / "detection.png").stat().st_size > 1000
+    # The first client's intact reply is shared by the three probes: judged once, so 1 + 3 journal lines.
+    assert len((stage / "journal.jsonl").read_text().splitlines()) == 4
+    assert "no probes for personalization" in capsys.readouterr().out
+    assert probes_stage.main(args) == 0
+    assert "probes: up to date" in capsys.readouterr().out
+    with open(folder / "empathy.jsonl", "a") as handle:
+        handle.write(json.dumps(record(9)) + "\n")
+    assert probes_stage.main(args) == 0
+    assert "probes: running" in capsys.readouterr().out
+
+
+def test_validate_warns_about_principles_without_probes(tmp_path, capsys):
+    folder = write_probes(tmp_path / "probes", {"empathy": [record(1)]})
+    assert principles_cli.main(["validate", "--probes", str(folder)]) == 0
+    out = capsys.readouterr().out
+    assert "ok:" in out and "warning:" in out and "no probes for personalization, clarity" in out
+    assert principles_cli.main(["validate"]) == 0
+    assert "warning" not in capsys.readouterr().out  # the project's probes cover every principle
+    (folder / "empathy.jsonl").write_text("{oops\n")
+    assert principles_cli.main(["validate", "--probes", str(folder)]) == 2
+    assert f"{folder / 'empathy.jsonl'}:1: not valid JSON" in capsys.readouterr().err
+
+
+def test_principles_probe_against_the_hash_scoring_fake_server_gives_one_row_per_rubric(tmp_path, rubric, capsys,
+                                                                                        monkeypatch):
+    monkeypatch.setenv(KEY_ENV, "sk-probe-test")
+    data = rubric.model_dump(mode="json")
+    data["principles"][0]["description"] = "An edited description of empathy."
+    edited = tmp_path / "edited.yaml"
+    edited.write_text(yaml.safe_dump(data, sort_keys=False))
+    out = tmp_path / "probe-out"
+    with FakeOpenAIServer() as server:
+        args = ["probe", str(PROJECT_ROOT / "principles" / "psychocounsel.yaml"), str(edited), "--out", str(out),
+                "judge=openai_compatible", f"judge.base_url={server.base_url}", "judge.model=fake",
+                f"judge.api_key_env={KEY_ENV}", f"judge.cache_path={tmp_path / 'cache.sqlite'}",
+                "probes.limit_per_principle=4", "probes.bootstrap_resamples=100", "probes.pairwise=true"]
+        assert principles_cli.main(args) == 0
+        first = server.requests
+        assert principles_cli.main(args) == 0
+        assert server.requests == first  # journaled and cached: nothing is asked twice
+    table = (out / "probes.md").read_text()
+    assert table.count("psychocounsel.yaml |") == 8 and table.count("edited.yaml |") == 8  # 7 principles + mean
+    assert "pairwise (both orders)" in table and (out / "probes.png").stat().st_size > 1000
+    summaries = json.loads((out / "probes.json").read_text())
+    assert len(summaries) == 2
+    for summary in summaries.values():
+        assert summary["n_probes"] == 28 and 0.0 <= summary["mean_detection"] <= 1.0
+    assert "detection = intact reply" in capsys.readouterr().out
