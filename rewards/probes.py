@@ -324,3 +324,37 @@ def plot_detection(summaries: dict[str, dict], path: Path) -> None:
     ax.set_title("Contrastive probes: does the judge see each principle?")
     ax.legend(fontsize=8)
     save_figure(fig, path)
+
+
+# -- in reports and model cards ---------------------------------------------------------------------
+def judge_checks(run_dir: str | Path) -> dict:
+    """What a run knows about its judge: probe figures (probes stage) and human agreement (``agreement``), or None."""
+    from rewards.artifacts import read_manifest
+
+    probes = (read_manifest(Path(run_dir) / "probes") or {}).get("metrics", {})
+    agreement = (read_manifest(Path(run_dir) / "agreement") or {}).get("metrics", {})
+    return {
+        "probe_detection": probes.get("probe_detection"),
+        "probe_detection_by_principle": probes.get("probe_detection_by_principle") or {},
+        "probe_weakest_principle": probes.get("probe_weakest_principle"),
+        "probe_length_baseline": probes.get("probe_length_baseline"),
+        "judge_agreement": agreement.get("judge_accuracy"),
+        "judge_agreement_length_baseline": agreement.get("length_accuracy"),
+    }
+
+
+def judge_check_rows(checks: dict) -> list[tuple[str, str]]:
+    """Headline rows: probe detection beside its baselines, the weakest principle, and human agreement."""
+    weakest = checks["probe_weakest_principle"]
+    by_principle = checks["probe_detection_by_principle"]
+    agreement = checks["judge_agreement"]
+    return [
+        ("judge probe detection, mean over principles (length-only / random)",
+         "not measured (run `counsel-align probes`)" if checks["probe_detection"] is None else
+         f"{checks['probe_detection']:.3f} ({_fmt(checks['probe_length_baseline'], 3)} / {RANDOM_BASELINE:.3f})"),
+        ("principle the judge sees least (detection)",
+         "n/a" if weakest is None else f"{weakest} ({by_principle[weakest]:.3f})"),
+        ("judge agreement with human preferences (length-only)",
+         "not measured (run `counsel-align agreement`)" if agreement is None else
+         f"{agreement:.3f} ({_fmt(checks['judge_agreement_length_baseline'], 3)})"),
+    ]

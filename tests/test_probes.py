@@ -11,7 +11,7 @@ import yaml
 
 from recipes import principles_cli
 from recipes import probes as probes_stage
-from rewards.artifacts import Journal
+from rewards.artifacts import Journal, atomic_write_json, atomic_write_jsonl
 from rewards.errors import UserError
 from rewards.probes import (
     Probe,
@@ -232,3 +232,71 @@ def test_principles_probe_against_the_hash_scoring_fake_server_gives_one_row_per
     for summary in summaries.values():
         assert summary["n_probes"] == 28 and 0.0 <= summary["mean_detection"] <= 1.0
     assert "detection = intact reply" in capsys.readouterr().out
+
+
+# -- report and model card --------------------------------------------------------------------------
+DETECTION = {"empathy": 0.75, "clarity": 0.25}
+
+
+def finish(stage_dir: Path, counts: dict | None = None, metrics: dict | None = None) -> None:
+    stage_dir.mkdir(parents=True, exist_ok=True)
+    atomic_write_json(stage_dir / "manifest.json", {"stage": stage_dir.name, "counts": counts or {},
+                                                    "metrics": metrics or {}, "outputs_sha256": stage_dir.name,
+                                                    "wall_seconds": 1.0, "rubric_sha256": "0" * 64})
+
+
+def fake_run(run_dir: Path) -> None:
+    """Finished manifests of every stage the report reads, with the probe and agreement figures in place."""
+    from rewards.report import plot_principles
+
+    finish(run_dir / "generate", {"n_prompts": 3, "n_candidates": 6, "n_train_prompts": 2, "n_test_prompts": 1})
+    finish(run_dir / "judge", {"n_judged": 6})
+    atomic_write_jsonl(run_dir / "judge" / "judged.jsonl", [{"scores": {"empathy": 3.0, "clarity": 2.5}}])
+    finish(run_dir / "probes", {"n_probes": 4}, {"probe_detection": 0.5, "probe_detection_by_principle": DETECTION,
+                                                "probe_weakest_principle": "clarity", "probe_length_baseline": 0.375})
+    plot_principles({"a": 3.0}, {"a": 3.0}, run_dir / "probes" / "detection.png")  # any PNG stands in for the plot
+    finish(run_dir / "agreement", {}, {"judge_accuracy": 0.61, "length_accuracy": 0.64})
+    finish(run_dir / "pairs", {"n_pairs": 4, "train_pairs": 3, "test_pairs": 1, "train_ties": 0, "test_ties": 0,
+                               "train_vetoed": 0, "test_vetoed": 0})
+    finish(run_dir / "reward", {}, {"rm_accuracy": 0.5, "rm_length_baseline": 0.5, "base_model": "tiny"})
+    finish(run_dir / "dpo")
+    side = {"by_category": {"self_harm": {"pass_rate": 1.0, "passed": 1, "total": 1}}, "pass_rate": 1.0,
+            "rules_only_pass_rate": 1.0}
+    safety = {"gate": {"release": True, "reason": "ok", "base_pass_rate": 1.0, "trained_pass_rate": 1.0,
+                       "tolerance": 0.05}, "n_scenarios": 1, "harm_threshold": None, "base": side, "trained": side,
+              "redflags_sha256": "r"}
+    finish(run_dir / "evaluate", {}, {"base_score": 0.1, "dpo_score": 0.2, "win_rate": 0.5, "win_rate_ci": [0.2, 0.8],
+                                      "wins": 0, "ties": 1, "losses": 0, "base_pass_rate": 1.0,
+                                      "trained_pass_rate": 1.0, "release": True, "judge": {"backend": "local"},
+                                      "base_principles": {"empathy": 3.0}, "dpo_principles": {"empathy": 3.1},
+                                      "safety": safety})
+    atomic_write_jsonl(run_dir / "evaluate" / "eval.jsonl", [{"base_reward": 0.1, "dpo_reward": 0.2}])
+
+
+def test_report_metrics_and_model_card_carry_the_probe_and_agreement_figures(tmp_path):
+    from recipes import report
+    from recipes._entry import compose_config
+    from recipes.export import run_card
+    from rewards.model_card import render_card
+
+    run_dir = tmp_path / "fake"
+    fake_run(run_dir)
+    cfg = compose_config([f"output_root={tmp_path}", "run=fake", "wandb.mode=disabled"])
+    report.run(cfg)
+    metrics = json.loads((run_dir / "report" / "metrics.json").read_text())
+    assert metrics["probe_detection"] == 0.5 and metrics["probe_detection_by_principle"] == DETECTION
+    assert metrics["probe_weakest_principle"] == "clarity" and metrics["judge_agreement"] == 0.61
+    markdown = (run_dir / "report" / "report.md").read_text()
+    for text in ("judge probe detection, mean over principles (length-only / random) | 0.500 (0.375 / 0.500)",
+                 "| clarity (0.250) |", "judge agreement with human preferences (length-only) | 0.610 (0.640) |",
+                 "| empathy | 0.750 |", "](probes.png)"):
+        assert text in markdown, text
+    assert "clarity (0.250)" in (run_dir / "report" / "report.html").read_text()
+    assert (run_dir / "report" / "probes.png").exists()
+
+    card = run_card(cfg, run_dir, {"safety": {"redflags_sha256": "r", "n_scenarios": 1}})
+    assert card["metrics"]["probe_detection"] == 0.5 and card["metrics"]["probe_weakest_principle"] == "clarity"
+    assert card["judge_checks"]["probe_detection_by_principle"] == DETECTION
+    page = render_card(card)
+    assert "| judge probe detection, mean over principles (length-only / random) | 0.500 (0.375 / 0.500) |" in page
+    assert "Detection per principle: clarity 0.25, empathy 0.75." in page and "0.610 (0.640)" in page
