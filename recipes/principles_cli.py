@@ -233,7 +233,10 @@ def probe(rubric_paths: list[str], overrides: list[str], probes: str | None, out
     from recipes.probes import measure, rubric_probes
     from rewards.artifacts import atomic_write_json, atomic_write_text, sha256_json
 
-    cfg = compose_config([*overrides, *([f"probes.path={probes}"] if probes else [])])
+    # Every probe unless told otherwise: the quickstart's probes.limit_per_principle is sized for the pipeline's time.
+    limit = [] if any(o.startswith("probes.limit_per_principle=") for o in overrides) else [
+        "probes.limit_per_principle=null"]
+    cfg = compose_config([*overrides, *limit, *([f"probes.path={probes}"] if probes else [])])
     out_dir = project_path(out) if out else project_path(cfg.output_root) / "principles_probe"
     summaries: dict[str, dict] = {}
     for path in rubric_paths or [str(cfg.principles.path)]:
