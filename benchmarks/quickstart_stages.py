@@ -13,7 +13,7 @@ from pathlib import Path
 from benchmarks.common import write_result
 from recipes._entry import PROJECT_ROOT
 
-STAGE_ORDER = ("generate", "judge", "pairs", "reward", "dpo", "evaluate", "report")
+STAGE_ORDER = ("generate", "judge", "probes", "pairs", "reward", "dpo", "evaluate", "report")
 
 
 def latest_finished_run(output_root: Path) -> Path | None:

@@ -20,6 +20,7 @@ from rewards.judges.batching import FailureTally, judge_usage
 from rewards.probes import (
     Probe,
     compare_probes,
+    distinct_replies,
     format_table,
     headline,
     load_probes,
@@ -82,7 +83,7 @@ def work(ctx: StageContext) -> dict:
     probes = rubric_probes(cfg, rubric, str(cfg.principles.path))
     summary, failures, usage = measure(cfg, rubric, probes, ctx.dir)
     atomic_write_jsonl(ctx.dir / "failed.jsonl", failures.items)
-    report_failures(cfg, 2 * len(probes), failures)
+    report_failures(cfg, distinct_replies(probes), failures)
     label = f"{rubric.name} v{rubric.version}"
     atomic_write_json(ctx.dir / SUMMARY_FILE, summary)
     atomic_write_text(ctx.dir / "table.md", format_table({label: summary}) + "\n")
@@ -90,7 +91,7 @@ def work(ctx: StageContext) -> dict:
     figures = headline(summary)
     print(f"[counsel-align] probes: mean detection {figures['probe_detection']} (length-only "
           f"{figures['probe_length_baseline']}, random 0.5); weakest: {figures['probe_weakest_principle']}", flush=True)
-    return {"counts": {"n_probes": len(probes), "n_failed": len(failures.items)},
+    return {"counts": {"n_probes": len(probes), "n_replies": distinct_replies(probes), "n_failed": len(failures.items)},
             "metrics": {**figures, "usage": usage}}
 
 

@@ -130,6 +130,11 @@ def missing_principles(by_principle: dict[str, list[Probe]], principle_ids: Iter
 
 
 # -- judging ----------------------------------------------------------------------------------------
+def distinct_replies(probes: list[Probe]) -> int:
+    """How many replies judging these probes scores (an intact reply shared by several probes counts once)."""
+    return len({probe.key(side) for probe in probes for side in SIDES})
+
+
 def score_probes(judge, probes: list[Probe], journal: Journal, batch_size: int = 16,
                  on_batch: Callable[[int, int], None] | None = None) -> list[dict]:
     """Score both replies of every probe on every principle; finished ones go to ``journal`` (``key``, ``scores``).

@@ -9,7 +9,7 @@ from recipes._entry import compose_config
 from rewards.artifacts import read_jsonl
 from tests.conftest import tiny_overrides
 
-STAGES = ["generate", "judge", "pairs", "reward", "dpo", "evaluate", "report"]
+STAGES = ["generate", "judge", "probes", "pairs", "reward", "dpo", "evaluate", "report"]
 METRIC_KEYS = {"n_prompts", "n_candidates", "n_pairs", "rm_accuracy", "rm_length_baseline", "base_score",
                "dpo_score", "win_rate", "stage_seconds"}
 

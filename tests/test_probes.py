@@ -182,6 +182,7 @@ def test_probes_stage_on_a_tiny_judge_writes_summary_table_plot_and_reruns_on_a_
     assert metrics["probe_detection"] == summary["mean_detection"]
     assert set(metrics["probe_detection_by_principle"]) == {"empathy", "clarity", "autonomy"}
     assert metrics["probe_weakest_principle"] in metrics["probe_detection_by_principle"]
+    assert manifest["counts"] == {"n_probes": 3, "n_replies": 4, "n_failed": 0}
     assert "| psychocounsel v1 | empathy | 1 |" in (stage / "table.md").read_text()
     assert (stage / "detection.png").stat().st_size > 1000
     # The first client's intact reply is shared by the three probes: judged once, so 1 + 3 journal lines.
