@@ -25,7 +25,7 @@ from rewards.probes import (
     headline,
     load_probes,
     missing_principles,
-    pairwise_value,
+    pairwise_detections,
     plot_detection,
     score_probes,
     select_probes,
@@ -66,8 +66,7 @@ def measure(cfg: DictConfig, rubric: Rubric, probes: list[Probe], work_dir: Path
     if cfg.probes.pairwise:
         journal = Journal(work_dir / "pairwise.jsonl")
         compare_probes(judge, probes, journal, batch)
-        pairwise = {key.removesuffix("|pair"): pairwise_value(record["as_a"], record["as_b"])
-                    for key, record in journal.done().items()}
+        pairwise = pairwise_detections(probes, journal)
     summary = summarize(probes, scores, rubric.ids, pairwise, int(cfg.probes.bootstrap_resamples),
                         float(cfg.probes.confidence), int(cfg.seed))
     summary["details"] = {"rubric": f"{rubric.name} v{rubric.version}", "rubric_sha256": rubric.content_hash(),

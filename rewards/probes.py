@@ -48,6 +48,11 @@ class Probe:
         """Journal key of one side's judgment: by content, so a reply shared by several probes is judged once."""
         return judgment_key(self.client, getattr(self, side))
 
+    @property
+    def pair_key(self) -> str:
+        """Journal key of the pairwise comparison: by content, so an edited probe is asked again."""
+        return judgment_key(self.client, self.intact, self.broken)
+
 
 def word_count(text: str) -> int:
     return len(text.split())
@@ -165,12 +170,19 @@ def compare_probes(judge, probes: list[Probe], journal: Journal, batch_size: int
     from rewards.evaluation import judged_comparisons
 
     done = journal.done()
-    todo = [p for p in probes if f"{p.id}|pair" not in done]
+    todo = list({p.pair_key: p for p in probes if p.pair_key not in done}.values())
     for start in range(0, len(todo), batch_size):
         batch = todo[start:start + batch_size]
         outcomes = judged_comparisons(judge, [(p.client, p.intact, p.broken) for p in batch])
-        journal.append_many({"key": f"{p.id}|pair", "as_a": o.p_first_as_a, "as_b": o.p_first_as_b}
+        journal.append_many({"key": p.pair_key, "as_a": o.p_first_as_a, "as_b": o.p_first_as_b}
                             for p, o in zip(batch, outcomes, strict=True))
+
+
+def pairwise_detections(probes: list[Probe], journal: Journal) -> dict[str, float]:
+    """Probe id -> pairwise detection (``pairwise_value``) for every probe compared in ``journal``."""
+    done = journal.done()
+    return {p.id: pairwise_value(done[p.pair_key]["as_a"], done[p.pair_key]["as_b"])
+            for p in probes if p.pair_key in done}
 
 
 # -- measuring --------------------------------------------------------------------------------------

@@ -19,6 +19,7 @@ from rewards.probes import (
     detection_value,
     format_table,
     load_probes,
+    pairwise_detections,
     pairwise_value,
     select_probes,
     summarize,
@@ -96,8 +97,8 @@ def test_duplicate_ids_missing_folder_and_limits(tmp_path):
 
 # -- arithmetic -------------------------------------------------------------------------------------
 def probe(n: int, principle: str, intact_words: int = 5, broken_words: int = 5) -> Probe:
-    return Probe(f"{principle}-{n}", principle, f"client {n}", " ".join(["i"] * intact_words) + f" {n}",
-                 " ".join(["b"] * broken_words) + f" {n}", "x")
+    return Probe(f"{principle}-{n}", principle, f"client {n}", " ".join(["i"] * intact_words) + f" {principle}{n}",
+                 " ".join(["b"] * broken_words) + f" {principle}{n}", "x")
 
 
 def test_detection_gap_and_spillover_on_hand_made_scores():
@@ -153,8 +154,8 @@ def test_a_judge_that_always_prefers_the_first_reply_scores_chance_after_order_s
     compare_probes(judge, probes, journal, batch_size=4)
     assert len(judge.asked) == 2 * len(probes)  # both orders of every probe
     assert {(c, a, b) for c, a, b in judge.asked} >= {(p.client, p.broken, p.intact) for p in probes}
-    pairwise = {k.removesuffix("|pair"): pairwise_value(r["as_a"], r["as_b"]) for k, r in journal.done().items()}
-    assert set(pairwise.values()) == {0.5}
+    pairwise = pairwise_detections(probes, journal)
+    assert len(pairwise) == len(probes) and set(pairwise.values()) == {0.5}
     scores = {p.key(side): {"empathy": 3.0, "clarity": 3.0} for p in probes for side in ("intact", "broken")}
     summary = summarize(probes, scores, IDS, pairwise=pairwise, n_resamples=100)
     assert all(row["pairwise_detection"] == 0.5 for row in summary["principles"].values())
