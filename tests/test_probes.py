@@ -302,3 +302,19 @@ def test_report_metrics_and_model_card_carry_the_probe_and_agreement_figures(tmp
     page = render_card(card)
     assert "| judge probe detection, mean over principles (length-only / random) | 0.500 (0.375 / 0.500) |" in page
     assert "Detection per principle: clarity 0.25, empathy 0.75." in page and "0.610 (0.640)" in page
+
+
+def test_principles_probe_uses_every_probe_unless_limited(tmp_path, monkeypatch):
+    monkeypatch.setenv(KEY_ENV, "sk-probe-test")
+    folder = write_probes(tmp_path / "probes", {pid: [json.loads(line) for line in
+                                                      (PROBES / f"{pid}.jsonl").read_text().splitlines()[:3]]
+                                                for pid in ("empathy", "autonomy")})
+    with FakeOpenAIServer() as server:
+        base = ["probe", "--probes", str(folder), "judge=openai_compatible", f"judge.base_url={server.base_url}",
+                "judge.model=fake", f"judge.api_key_env={KEY_ENV}", "judge.cache_path=null",
+                "probes.bootstrap_resamples=50"]
+        assert principles_cli.main([*base, "--out", str(tmp_path / "all")]) == 0  # quickstart's limit is 2
+        assert principles_cli.main([*base, "--out", str(tmp_path / "one"), "probes.limit_per_principle=1"]) == 0
+    counts = {name: next(iter(json.loads((tmp_path / name / "probes.json").read_text()).values()))["n_probes"]
+              for name in ("all", "one")}
+    assert counts == {"all": 6, "one": 2}
