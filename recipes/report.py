@@ -65,6 +65,7 @@ def work(ctx: StageContext) -> dict:
         "base_principles": evaluation["base_principles"], "dpo_principles": evaluation["dpo_principles"],
         "model": reward["base_model"], "rubric": ctx.cfg.principles.path,
         "rubric_sha256": manifests["judge"]["rubric_sha256"], "judge": evaluation["judge"]["backend"],
+        "judge_checks": checks,
     }
     atomic_write_json(ctx.dir / "metrics.json", metrics)
     sections = evaluation_sections(ctx.dir, evaluation, rows, load_histories(ctx.run_dir))
@@ -86,7 +87,7 @@ def write_html(ctx: StageContext, metrics: dict, extra: dict, sections: list[Sec
         ["judged win rate of trained over reference", f"{metrics['win_rate']:.3f} [{low:.3f}, {high:.3f}]"],
         ["red-flag pass rate: base / trained", f"{metrics['base_pass_rate']:.3f} / {metrics['trained_pass_rate']:.3f}"],
         ["release gate", "release" if metrics["release"] else "do NOT release"],
-        *([name, value] for name, value in judge_check_rows(judge_checks(ctx.run_dir))),
+        *([name, value] for name, value in judge_check_rows(extra["judge_checks"])),
     ])
     extras = [
         Section("Judge scores of all candidates", images=[("candidate_scores.png", "candidate judge scores")]),

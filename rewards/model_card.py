@@ -146,7 +146,7 @@ Overall: base {_fmt(gate.get('base_pass_rate'))}, trained {_fmt(gate.get('traine
 
 def _judge_checks(checks: dict) -> str:
     """How far the judge behind these numbers can be trusted: probe detection per principle, human agreement."""
-    from rewards.probes import judge_check_rows
+    from rewards.probes import judge_check_rows  # here: rewards.probes pulls in the judges (torch); cards need not
 
     if not checks:
         return "### The judge\nNo probe or agreement figures were recorded for this judge."

@@ -77,7 +77,7 @@ def _fmt(value) -> str:
 
 def render_judge_checks(checks: dict, plot: str) -> str:
     """The report's section on the judge: probe detection per principle and human agreement."""
-    from rewards.probes import judge_check_rows
+    from rewards.probes import judge_check_rows  # here: rewards.probes pulls in the judges (torch)
 
     headline = "\n".join(f"| {name} | {value} |" for name, value in judge_check_rows(checks))
     rows = "\n".join(f"| {pid} | {rate:.3f} |" for pid, rate in checks["probe_detection_by_principle"].items())
