@@ -323,7 +323,7 @@ def plot_detection(summaries: dict[str, dict], path: Path) -> None:
 
     ids = list(dict.fromkeys(pid for s in summaries.values() for pid in s["principles"]))
     width = 0.8 / max(1, len(summaries))
-    fig, ax = plt.subplots(figsize=(8, 3.8))
+    fig, ax = plt.subplots(figsize=(10, 3.8))
     for index, (label, summary) in enumerate(summaries.items()):
         rows = summary["principles"]
         xs = [i - 0.4 + width * (index + 0.5) for i, pid in enumerate(ids) if pid in rows]
@@ -332,14 +332,14 @@ def plot_detection(summaries: dict[str, dict], path: Path) -> None:
                   [max(0.0, rows[pid]["ci_high"] - rows[pid]["detection"]) for pid in ids if pid in rows]]
         ax.bar(xs, rates, width=width, yerr=errors, capsize=3, label=label)
         if index == 0:
-            ax.scatter(xs, [rows[pid]["length_baseline"] for pid in ids if pid in rows], marker="_", s=300,
-                       color="black", zorder=3, label="length-only")
+            ax.scatter(xs, [rows[pid]["length_baseline"] for pid in ids if pid in rows], marker="D", s=28,
+                       color="tab:red", zorder=3, label="length-only")
     ax.axhline(RANDOM_BASELINE, color="gray", linestyle="--", linewidth=0.8, label="random")
     ax.set_xticks(range(len(ids)), ids, rotation=30, ha="right")
     ax.set_ylim(0, 1.05)
     ax.set_ylabel("detection rate (intact > broken)")
     ax.set_title("Contrastive probes: does the judge see each principle?")
-    ax.legend(fontsize=8)
+    ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.0, 1.0))  # outside: bars reach 1.0
     save_figure(fig, path)
 
 
