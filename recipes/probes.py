@@ -50,9 +50,9 @@ def rubric_probes(cfg: DictConfig, rubric: Rubric, source: str) -> list[Probe]:
 
 def measure(cfg: DictConfig, rubric: Rubric, probes: list[Probe], work_dir: Path) -> tuple[dict, FailureTally, dict]:
     """Judge the probes (journaled in ``work_dir``) and summarize; returns the summary, failures and token usage."""
-    judge = None
-    if cfg.probes.pairwise or any(p.key(side) not in Journal(work_dir / "journal.jsonl").done()
-                                  for p in probes for side in ("intact", "broken")):
+    judged = Journal(work_dir / "journal.jsonl").done()
+    judge = None  # built only when something is left to ask: a finished rerun loads no model
+    if cfg.probes.pairwise or any(p.key(side) not in judged for p in probes for side in ("intact", "broken")):
         judge = build_judge(cfg, rubric)
     failures = FailureTally()
     batch = int(cfg.probes.batch_size)
