@@ -16,6 +16,7 @@ from omegaconf import DictConfig, open_dict
 from recipes._entry import StageContext, entry, forget_failed_run, project_path, run_dir_of, run_stage
 from recipes.judge import build_judge, report_failures
 from rewards.artifacts import Journal, atomic_write_json, atomic_write_jsonl, atomic_write_text, sha256_tree
+from rewards.errors import UserError
 from rewards.judges.batching import FailureTally, judge_usage
 from rewards.probes import (
     Probe,
@@ -50,6 +51,8 @@ def rubric_probes(cfg: DictConfig, rubric: Rubric, source: str) -> list[Probe]:
 
 def measure(cfg: DictConfig, rubric: Rubric, probes: list[Probe], work_dir: Path) -> tuple[dict, FailureTally, dict]:
     """Judge the probes (journaled in ``work_dir``) and summarize; returns the summary, failures and token usage."""
+    if not 0 < float(cfg.probes.confidence) < 1:
+        raise UserError(f"probes.confidence: {cfg.probes.confidence} must lie strictly between 0 and 1, e.g. 0.95")
     judged = Journal(work_dir / "journal.jsonl").done()
     judge = None  # built only when something is left to ask: a finished rerun loads no model
     if cfg.probes.pairwise or any(p.key(side) not in judged for p in probes for side in ("intact", "broken")):

@@ -318,3 +318,8 @@ def test_principles_probe_uses_every_probe_unless_limited(tmp_path, monkeypatch)
     counts = {name: next(iter(json.loads((tmp_path / name / "probes.json").read_text()).values()))["n_probes"]
               for name in ("all", "one")}
     assert counts == {"all": 6, "one": 2}
+
+
+def test_a_bad_confidence_names_the_probes_key(tmp_path, capsys):
+    assert probes_stage.main([f"output_root={tmp_path}", "probes.confidence=1.5"]) == 2
+    assert "probes.confidence: 1.5 must lie strictly between 0 and 1" in capsys.readouterr().err
