@@ -8,6 +8,7 @@ from typing import Protocol, runtime_checkable
 from rewards.rubric import Principle, Rubric
 
 TEMPLATE_VERSION = 1
+RANDOM_BASELINE = 0.5  # chance level of a two-way choice: probe detection, pairwise agreement
 PrincipleScores = dict[str, float]
 
 SYSTEM_INTRO = (

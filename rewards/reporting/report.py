@@ -10,6 +10,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
 from rewards.artifacts import atomic_write_bytes  # noqa: E402
+from rewards.judges.base import RANDOM_BASELINE
 from rewards.reporting.html import fmt
 
 
@@ -90,6 +91,45 @@ def headline_rows(metrics: dict, extra: dict) -> list[list[str]]:
          f"{fmt(metrics.get('base_pass_rate'))} / {fmt(metrics.get('trained_pass_rate'))}"],
         ["release gate", "n/a" if release is None else "release" if release else "do NOT release"],
     ]
+
+
+def judge_check_rows(checks: dict) -> list[tuple[str, str]]:
+    """Headline rows: probe detection beside its baselines, the weakest principle, and human agreement."""
+    weakest = checks["probe_weakest_principle"]
+    by_principle = checks["probe_detection_by_principle"]
+    agreement = checks["judge_agreement"]
+    return [
+        ("judge probe detection, mean over principles (length-only / random)",
+         "not measured (run `counsel-align probes`)" if checks["probe_detection"] is None else
+         f"{checks['probe_detection']:.3f} ({fmt(checks['probe_length_baseline'], 3)} / {RANDOM_BASELINE:.3f})"),
+        ("principle the judge sees least (detection)",
+         "n/a" if weakest is None else f"{weakest} ({by_principle[weakest]:.3f})"),
+        ("judge agreement with human preferences (length-only)",
+         "not measured (run `counsel-align agreement`)" if agreement is None else
+         f"{agreement:.3f} ({fmt(checks['judge_agreement_length_baseline'], 3)})"),
+    ]
+
+
+def render_judge_checks(checks: dict, plot: str) -> str:
+    """The report's section on the judge: probe detection per principle and human agreement."""
+    headline = "\n".join(f"| {name} | {value} |" for name, value in judge_check_rows(checks))
+    rows = "\n".join(f"| {pid} | {rate:.3f} |" for pid, rate in checks["probe_detection_by_principle"].items())
+    return f"""## Does the judge see each principle?
+
+Contrastive probes (`data/probes`): pairs of replies identical except that one breaks a single principle. Detection
+is how often the judge scores the intact reply higher on that principle (ties = ½; chance = 0.5). The table of the
+probes stage (`probes/table.md`) adds intervals, score gaps and spill-over.
+
+| figure | value |
+|---|---|
+{headline}
+
+| principle | detection |
+|---|---|
+{rows}
+
+![probe detection]({plot})
+"""
 
 
 def render_markdown(run: str, metrics: dict, extra: dict) -> str:
