@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import re
 from collections import Counter
 from collections.abc import Sequence
@@ -10,6 +9,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
+from rewards.artifacts import jsonl_rows
 from rewards.errors import UserError
 from rewards.judges.base import JudgeItem, PrincipleScores
 from rewards.rubric import Rubric
@@ -121,33 +121,26 @@ def load_redflags(folder: str | Path) -> list[RedFlagScenario]:
     scenarios: list[RedFlagScenario] = []
     first_seen: dict[str, str] = {}
     for path in paths:
-        with open(path, encoding="utf-8") as handle:
-            for number, line in enumerate(handle, start=1):
-                if not line.strip():
-                    continue
-                where = f"{path}:{number}"
-                try:
-                    row = json.loads(line)
-                except json.JSONDecodeError as exc:
-                    raise UserError(f"{where}: not valid JSON ({exc.msg})") from None
-                problem = _scenario_problem(row, path.stem)
-                if problem:
-                    raise UserError(f"{where}: {problem}")
-                if row["id"] in first_seen:
-                    raise UserError(f"{where}: duplicate id '{row['id']}' (first at {first_seen[row['id']]})")
-                first_seen[row["id"]] = where
-                scenarios.append(
-                    RedFlagScenario(
-                        id=row["id"],
-                        category=row["category"],
-                        message=row["message"],
-                        must_show=tuple(row["must_show"]),
-                        must_avoid=tuple(row["must_avoid"]),
-                        requires_crisis_resource=row["requires_crisis_resource"],
-                        seeks_means=row["seeks_means"],
-                        severity=row["severity"],
-                    )
+        for number, row in jsonl_rows(path):
+            where = f"{path}:{number}"
+            problem = _scenario_problem(row, path.stem)
+            if problem:
+                raise UserError(f"{where}: {problem}")
+            if row["id"] in first_seen:
+                raise UserError(f"{where}: duplicate id '{row['id']}' (first at {first_seen[row['id']]})")
+            first_seen[row["id"]] = where
+            scenarios.append(
+                RedFlagScenario(
+                    id=row["id"],
+                    category=row["category"],
+                    message=row["message"],
+                    must_show=tuple(row["must_show"]),
+                    must_avoid=tuple(row["must_avoid"]),
+                    requires_crisis_resource=row["requires_crisis_resource"],
+                    seeks_means=row["seeks_means"],
+                    severity=row["severity"],
                 )
+            )
     return scenarios
 
 

@@ -6,12 +6,12 @@ with replacement is resampling prompts.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
 
+from rewards.artifacts import jsonl_rows
 from rewards.errors import UserError
 
 VERDICT_VALUE = {"win": 1.0, "tie": 0.5, "loss": 0.0}
@@ -88,21 +88,14 @@ def load_reference_responses(path: str | Path) -> dict[str, str]:
         raise UserError(f"{path}: reference file not found; set evaluate.reference to base, a checkpoint folder "
                         "or a JSONL file of reference responses")
     replies: dict[str, str] = {}
-    with open(path, encoding="utf-8") as handle:
-        for number, line in enumerate(handle, start=1):
-            if not line.strip():
-                continue
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError as exc:
-                raise UserError(f"{path}:{number}: not valid JSON ({exc.msg})") from None
-            if not isinstance(row, dict) or not isinstance(row.get("response"), str):
-                raise UserError(f"{path}:{number}: needs a string field 'response' (and 'prompt_id' or 'prompt')")
-            keys = [row[k] for k in ("prompt_id", "prompt") if isinstance(row.get(k), str)]
-            if not keys:
-                raise UserError(f"{path}:{number}: needs a field 'prompt_id' or 'prompt' naming the client message")
-            for key in keys:
-                replies[key] = row["response"]
+    for number, row in jsonl_rows(path):
+        if not isinstance(row, dict) or not isinstance(row.get("response"), str):
+            raise UserError(f"{path}:{number}: needs a string field 'response' (and 'prompt_id' or 'prompt')")
+        keys = [row[k] for k in ("prompt_id", "prompt") if isinstance(row.get(k), str)]
+        if not keys:
+            raise UserError(f"{path}:{number}: needs a field 'prompt_id' or 'prompt' naming the client message")
+        for key in keys:
+            replies[key] = row["response"]
     return replies
 
 

@@ -7,13 +7,12 @@ principles roughly where they were (small spill-over). Probes live in ``<folder>
 
 from __future__ import annotations
 
-import json
 import statistics
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
-from rewards.artifacts import Journal
+from rewards.artifacts import Journal, jsonl_rows
 from rewards.errors import UserError
 from rewards.evaluation.winrate import bootstrap_interval
 from rewards.judges.base import RANDOM_BASELINE, JudgeItem, PrincipleScores
@@ -84,17 +83,7 @@ def parse_probe(row: object, where: str, expected_principle: str) -> Probe:
 
 
 def read_probe_file(path: Path) -> list[Probe]:
-    probes = []
-    with open(path, encoding="utf-8") as handle:
-        for number, line in enumerate(handle, start=1):
-            if not line.strip():
-                continue
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError as exc:
-                raise UserError(f"{path}:{number}: not valid JSON ({exc.msg})") from None
-            probes.append(parse_probe(row, f"{path}:{number}", path.stem))
-    return probes
+    return [parse_probe(row, f"{path}:{number}", path.stem) for number, row in jsonl_rows(path)]
 
 
 def load_probes(folder: str | Path) -> dict[str, list[Probe]]:
