@@ -10,7 +10,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from recipes._entry import StageContext, entry, forget_failed_run, project_path, run_dir_of, run_stage
 from rewards.artifacts import Journal, atomic_write_jsonl, save_dataset_atomic
-from rewards.distributed import all_gather, is_main_process, join_process_group, wait_for_all_ranks
+from rewards.distributed import all_gather, is_main_process, join_process_group, wait_for_all_ranks, world_size
 from rewards.endpoint_generation import EndpointGenerator
 from rewards.errors import UserError
 from rewards.generation import Responder, generate_candidates
@@ -85,7 +85,7 @@ def work(ctx: StageContext) -> dict:
         "n_unfinished": sum(not c["finished"] for c in candidates),
         "n_failed": len(failed),
         "by_source": {r.name: sum(c["source"] == r.name for c in candidates) for r in pool},
-    }, "metrics": {"endpoint_usage": usage}}
+    }, "metrics": {"endpoint_usage": usage, "processes": world_size()}}
 
 
 def merge_usage(per_rank: list[dict[str, dict[str, int]]]) -> dict[str, dict[str, int]]:

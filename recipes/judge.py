@@ -159,7 +159,8 @@ def work(ctx: StageContext) -> dict:
     return {
         "counts": {"n_input": len(candidates), "n_judged": len(judged), "n_failed": len(failures.items),
                    "n_principles": len(rubric.principles)},
-        "metrics": {"usage": usage, "estimated_cost": pricing(cfg).cost(usage), "failure_kinds": failures.kinds()},
+        "metrics": {"usage": usage, "estimated_cost": pricing(cfg).cost(usage), "failure_kinds": failures.kinds(),
+                    "processes": world_size()},
     }
 
 

@@ -122,19 +122,11 @@ def test_two_ranks_judge_what_one_process_does(tmp_path, tiny_model, tiny_tokeni
     assert judged(tmp_path / "two", 2) == judged(tmp_path / "one", 1)
 
 
-MULTI_CPU = {"compute_environment": "LOCAL_MACHINE", "distributed_type": "MULTI_CPU", "num_machines": 1,
-             "machine_rank": 0, "mixed_precision": "no", "use_cpu": True, "num_processes": 2}
-
-
 @pytest.mark.multiprocess
 def test_generate_and_judge_under_accelerate_launch_equal_one_process(tiny_model_dir, tmp_path):
-    import yaml
-
     from recipes import generate, judge
     from tests.test_distributed import launch
 
-    config = tmp_path / "multi_cpu.yaml"
-    config.write_text(yaml.safe_dump(MULTI_CPU))
     env = {**os.environ, "WANDB_MODE": "disabled", "OMP_NUM_THREADS": "1", "TOKENIZERS_PARALLELISM": "false",
            "PYTHONPATH": str(PROJECT_ROOT)}
     # 5 prompts in batches of 2: rank 0 takes batches 1 and 3, rank 1 batch 2 (uneven shards on purpose).
@@ -145,7 +137,7 @@ def test_generate_and_judge_under_accelerate_launch_equal_one_process(tiny_model
     for stage in (generate, judge):
         assert stage.main(overrides["one"]) == 0
     for stage in ("generate", "judge"):
-        launch(env, config, ["-m", f"recipes.{stage}"], overrides["two"], timeout=600)
+        launch(env, "ddp", ["-m", f"recipes.{stage}"], overrides["two"], timeout=600)
     for stage, output in (("generate", "candidates.jsonl"), ("judge", "judged.jsonl")):
         one, two = tmp_path / "one" / stage, tmp_path / "two" / stage
         assert (two / output).read_bytes() == (one / output).read_bytes(), stage
@@ -153,3 +145,4 @@ def test_generate_and_judge_under_accelerate_launch_equal_one_process(tiny_model
         assert manifests[1]["outputs_sha256"] == manifests[0]["outputs_sha256"], stage
         assert manifests[1]["counts"] == manifests[0]["counts"], stage
         assert not list(two.glob("*.rank*")), stage  # rank journals and usage files merged away
+        assert (manifests[0]["metrics"]["processes"], manifests[1]["metrics"]["processes"]) == (1, 2), stage
