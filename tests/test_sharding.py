@@ -123,8 +123,8 @@ def test_two_ranks_judge_what_one_process_does(tmp_path, tiny_model, tiny_tokeni
 
 
 @pytest.mark.multiprocess
-def test_generate_and_judge_under_accelerate_launch_equal_one_process(tiny_model_dir, tmp_path):
-    from recipes import generate, judge
+def test_generate_judge_and_evaluate_under_accelerate_launch_equal_one_process(tiny_model_dir, tmp_path):
+    from recipes import evaluate, generate, judge
     from tests.test_distributed import launch
 
     env = {**os.environ, "WANDB_MODE": "disabled", "OMP_NUM_THREADS": "1", "TOKENIZERS_PARALLELISM": "false",
@@ -134,10 +134,19 @@ def test_generate_and_judge_under_accelerate_launch_equal_one_process(tiny_model
                "generate.max_new_tokens": 8}
     overrides = {run: [o for o in tiny_overrides(tiny_model_dir, tmp_path, run) if o.split("=")[0] not in changed]
                  + [f"{key}={value}" for key, value in changed.items()] for run in ("one", "two")}
+    # evaluate of a checkpoint needs no other stage: the tiny model against itself, 1 test prompt + 4 red flags in
+    # batches of 2 (rank 0 takes 2 batches of each model's replies, rank 1 one).
+    evaluating = [f"evaluate.checkpoint={tiny_model_dir}", "evaluate.redflag_limit=4", "evaluate.batch_size=2",
+                  "evaluate.max_new_tokens=8"]
     for stage in (generate, judge):
         assert stage.main(overrides["one"]) == 0
+    assert evaluate.main(overrides["one"] + evaluating) == 0
     for stage in ("generate", "judge"):
         launch(env, "ddp", ["-m", f"recipes.{stage}"], overrides["two"], timeout=600)
+    launch(env, "ddp", ["-m", "recipes.evaluate"], overrides["two"] + evaluating, timeout=600)
+    for output in ("eval.jsonl", "redflags.jsonl", "metrics.json"):
+        one, two = (tmp_path / run / "evaluate" / output for run in ("one", "two"))
+        assert two.read_bytes() == one.read_bytes(), output
     for stage, output in (("generate", "candidates.jsonl"), ("judge", "judged.jsonl")):
         one, two = tmp_path / "one" / stage, tmp_path / "two" / stage
         assert (two / output).read_bytes() == (one / output).read_bytes(), stage
