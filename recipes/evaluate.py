@@ -14,7 +14,7 @@ from recipes._entry import StageContext, entry, forget_failed_run, run_dir_of, r
 from recipes.assessment import assess, check_evaluate_config, checkpoint_base_model
 from recipes.export import export_run_checkpoint
 from rewards.artifacts import read_jsonl, sha256_tree
-from rewards.distributed import is_main_process
+from rewards.distributed import is_main_process, main_process_first
 from rewards.errors import UserError
 from rewards.model_card import REWARD_MODEL_DIR
 from rewards.release_gate import gate_line
@@ -89,7 +89,7 @@ def enforce_gate(cfg: DictConfig, metrics: dict) -> None:
 
 def run(cfg: DictConfig) -> dict:
     check_evaluate_config(cfg)
-    forget_failed_run(run_dir_of(cfg) / "evaluate")
+    main_process_first(lambda: forget_failed_run(run_dir_of(cfg) / "evaluate"))
     if cfg.evaluate.checkpoint:
         manifest = run_checkpoint(cfg)
     else:

@@ -10,7 +10,14 @@ from omegaconf import DictConfig, OmegaConf
 
 from recipes._entry import StageContext, entry, forget_failed_run, project_path, run_dir_of, run_stage
 from rewards.artifacts import Journal, atomic_write_jsonl, save_dataset_atomic
-from rewards.distributed import all_gather, is_main_process, join_process_group, wait_for_all_ranks, world_size
+from rewards.distributed import (
+    all_gather,
+    is_main_process,
+    join_process_group,
+    main_process_first,
+    wait_for_all_ranks,
+    world_size,
+)
 from rewards.endpoint_generation import EndpointGenerator
 from rewards.errors import UserError
 from rewards.generation import Responder, generate_candidates
@@ -120,7 +127,7 @@ def check_failures(cfg: DictConfig, failed: list[dict], n_requested: int) -> Non
 
 
 def run(cfg: DictConfig) -> dict:
-    forget_failed_run(run_dir_of(cfg) / "generate")
+    main_process_first(lambda: forget_failed_run(run_dir_of(cfg) / "generate"))
     return run_stage(cfg, "generate", work)
 
 

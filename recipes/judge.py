@@ -24,6 +24,7 @@ from rewards.distributed import (
     all_gather,
     is_main_process,
     join_process_group,
+    main_process_first,
     rank,
     shard,
     wait_for_all_ranks,
@@ -178,7 +179,7 @@ def report_failures(cfg: DictConfig, n_input: int, failures: FailureTally) -> No
 
 
 def run(cfg: DictConfig) -> dict:
-    forget_failed_run(run_dir_of(cfg) / "judge")
+    main_process_first(lambda: forget_failed_run(run_dir_of(cfg) / "judge"))
     return run_stage(cfg, "judge", work)
 
 

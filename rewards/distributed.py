@@ -126,6 +126,15 @@ def join_process_group() -> None:
     dist.init_process_group(backend, timeout=SHARD_TIMEOUT)
 
 
+def main_process_first(action: Callable[[], object]) -> None:
+    """Run ``action`` on rank 0 while the other ranks of a launch wait, e.g. dropping a failed run's manifest
+    before any rank reads it (every rank would try, and one would read it before it is gone)."""
+    join_process_group()
+    if is_main_process():
+        action()
+    wait_for_all_ranks()
+
+
 def shard(items: Sequence[T], rank_: int | None = None, world_size_: int | None = None) -> list[T]:
     """This rank's share of ``items``: every ``world_size``-th one from index ``rank``.
 
