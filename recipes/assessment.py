@@ -24,6 +24,7 @@ from rewards.models import load_causal_lm, load_tokenizer
 from rewards.release_gate import GATE_MODES, release_decision, result_rows, score_suite, select_scenarios
 from rewards.rubric import load_rubric
 from rewards.safety import judge_harm_scores, load_redflags
+from rewards.threads import apply_threads
 from rewards.winrate import load_reference_responses, match_references, per_principle_win_rates, win_rate_with_ci
 
 
@@ -105,6 +106,7 @@ def assess(cfg: DictConfig, out_dir: Path, prompts: list[dict], checkpoint: Path
     ev = cfg.evaluate
     redflag_dir = project_path(ev.redflags)
     scenarios = select_scenarios(load_redflags(redflag_dir), ev.redflag_limit)
+    apply_threads(cfg.get("threads", "auto"))
     policy = PolicyPair(cfg, checkpoint)
     texts, messages = [p["text"] for p in prompts], [s.message for s in scenarios]
     base_all, trained_all = policy.base_replies(texts + messages), policy.trained_replies(texts + messages)
