@@ -25,7 +25,14 @@ from rewards.release_gate import GATE_MODES, release_decision, result_rows, scor
 from rewards.rubric import load_rubric
 from rewards.safety import judge_harm_scores, load_redflags
 from rewards.threads import apply_threads
-from rewards.winrate import load_reference_responses, match_references, per_principle_win_rates, win_rate_with_ci
+from rewards.winrate import (
+    expected_preference,
+    expected_preference_with_ci,
+    load_reference_responses,
+    match_references,
+    per_principle_win_rates,
+    win_rate_with_ci,
+)
 
 
 class PolicyPair:
@@ -127,6 +134,7 @@ def assess(cfg: DictConfig, out_dir: Path, prompts: list[dict], checkpoint: Path
     principles["reference"] = principles["base"] if reference_name == "base" else judge.score(
         [JudgeItem(p["text"], reply) for p, reply in zip(prompts, reference, strict=True)])
     verdicts = [outcome.verdict(ev.tie_band) for outcome in outcomes]
+    orders = [(outcome.p_first_as_a, outcome.p_first_as_b) for outcome in outcomes]
     rows = []
     for index, (prompt, outcome) in enumerate(zip(prompts, outcomes, strict=True)):
         rows.append({
@@ -139,6 +147,7 @@ def assess(cfg: DictConfig, out_dir: Path, prompts: list[dict], checkpoint: Path
             "reference_principles": principles["reference"][index],
             "p_dpo_better_as_a": round(outcome.p_first_as_a, 4),
             "p_dpo_better_as_b": round(outcome.p_first_as_b, 4),
+            "p_dpo_better": round(expected_preference(outcome.p_first_as_a, outcome.p_first_as_b), 4),
             "verdict": verdicts[index],
         })
     atomic_write_jsonl(out_dir / "eval.jsonl", rows)
@@ -152,11 +161,14 @@ def assess(cfg: DictConfig, out_dir: Path, prompts: list[dict], checkpoint: Path
 
     boot = {"n_resamples": ev.bootstrap_resamples, "confidence": ev.confidence, "seed": cfg.seed}
     overall = win_rate_with_ci(verdicts, **boot)
+    preference = expected_preference_with_ci(orders, **boot)
     metrics = {
         "base_score": round(statistics.mean(rewards["base"]), 4) if rewards and rows else None,
         "dpo_score": round(statistics.mean(rewards["dpo"]), 4) if rewards and rows else None,
         **{k: overall[k] for k in ("win_rate", "wins", "ties", "losses")},
         "win_rate_ci": [overall["ci_low"], overall["ci_high"]],
+        "expected_preference": preference["expected_preference"],
+        "expected_preference_ci": [preference["ci_low"], preference["ci_high"]],
         "confidence": ev.confidence,
         "reference": reference_name,
         "principle_win_rates": per_principle_win_rates([r["dpo_principles"] for r in rows],
