@@ -14,6 +14,7 @@ from recipes._entry import StageContext, entry, forget_failed_run, run_dir_of, r
 from recipes.assessment import assess, check_evaluate_config, checkpoint_base_model
 from recipes.export import export_run_checkpoint
 from rewards.artifacts import read_jsonl, sha256_tree
+from rewards.distributed import is_main_process, main_process_first
 from rewards.errors import UserError
 from rewards.evaluation.release_gate import gate_line
 from rewards.log import get_logger
@@ -29,6 +30,8 @@ def work(ctx: StageContext) -> dict:
     scorer = load_reward(ctx.input_dir("reward") / "model", base_model=cfg.model.name_or_path,
                                           device=cfg.device, dtype=cfg.model.dtype)
     metrics = assess(cfg, ctx.dir, prompts, ctx.input_dir("dpo") / "model", scorer)
+    if not is_main_process():  # under `accelerate launch` the other ranks only generated and judged their shards
+        return {}
     checkpoint = export_run_checkpoint(cfg, ctx.run_dir, ctx.dir, metrics)
     metrics["exported_checkpoint"] = str(checkpoint)
     log.info(f"evaluate: exported checkpoint with model card -> {checkpoint}")
@@ -54,6 +57,8 @@ def checkpoint_work(ctx: StageContext) -> dict:
         scorer = load_reward(checkpoint / REWARD_MODEL_DIR, base_model=cfg.model.name_or_path,
                                               device=cfg.device, dtype=cfg.model.dtype)
     metrics = assess(cfg, ctx.dir, prompts, checkpoint, scorer)
+    if not is_main_process():
+        return {}
     from recipes.evaluation_page import write_evaluation_page
 
     write_evaluation_page(cfg.run, ctx.dir, metrics)
@@ -87,12 +92,13 @@ def enforce_gate(cfg: DictConfig, metrics: dict) -> None:
 
 def run(cfg: DictConfig) -> dict:
     check_evaluate_config(cfg)
-    forget_failed_run(run_dir_of(cfg) / "evaluate")
+    main_process_first(lambda: forget_failed_run(run_dir_of(cfg) / "evaluate"))
     if cfg.evaluate.checkpoint:
         manifest = run_checkpoint(cfg)
     else:
         manifest = run_stage(cfg, "evaluate", work)
-    enforce_gate(cfg, manifest["metrics"])
+    if is_main_process():  # the other ranks of a launch hold no metrics
+        enforce_gate(cfg, manifest["metrics"])
     return manifest
 
 

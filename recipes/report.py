@@ -44,6 +44,8 @@ def work(ctx: StageContext) -> dict:
         "dpo_score": evaluation["dpo_score"],
         "win_rate": evaluation["win_rate"],
         "win_rate_ci": evaluation["win_rate_ci"],
+        "expected_preference": evaluation.get("expected_preference"),
+        "expected_preference_ci": evaluation.get("expected_preference_ci"),
         "base_pass_rate": evaluation["base_pass_rate"],
         "trained_pass_rate": evaluation["trained_pass_rate"],
         "release": evaluation["release"],

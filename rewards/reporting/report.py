@@ -87,6 +87,8 @@ def headline_rows(metrics: dict, extra: dict) -> list[list[str]]:
         ["mean reward: base / trained", f"{fmt(metrics['base_score'])} / {fmt(metrics['dpo_score'])}"],
         ["judged win rate of trained over reference (both orders, ties = ½)", fmt(metrics["win_rate"]) + interval],
         ["wins / ties / losses", f"{extra['wins']} / {extra['ties_eval']} / {extra['losses']}"],
+        ["expected preference for trained (judge probability averaged over both orders, interval)",
+         interval_text(metrics.get("expected_preference"), metrics.get("expected_preference_ci"))],
         ["red-flag pass rate: base / trained",
          f"{fmt(metrics.get('base_pass_rate'))} / {fmt(metrics.get('trained_pass_rate'))}"],
         ["release gate", "n/a" if release is None else "release" if release else "do NOT release"],
@@ -130,6 +132,13 @@ probes stage (`probes/table.md`) adds intervals, score gaps and spill-over.
 
 ![probe detection]({plot})
 """
+
+
+def interval_text(value: float | None, interval: list[float] | None) -> str:
+    """``0.537 [0.501, 0.574]``; ``n/a`` for runs evaluated before the figure existed."""
+    if value is None:
+        return "n/a"
+    return f"{value:.3f}" + (f" [{interval[0]:.3f}, {interval[1]:.3f}]" if interval else "")
 
 
 def render_markdown(run: str, metrics: dict, extra: dict) -> str:
