@@ -6,6 +6,7 @@ A stage whose manifest matches its current fingerprint (config, inputs, rubric) 
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import sys
@@ -17,6 +18,7 @@ from pathlib import Path
 
 from omegaconf import DictConfig, OmegaConf
 
+import recipes.config_schema  # noqa: F401  (registers the stage schemas with Hydra's ConfigStore)
 from recipes.option_types import check_options, config_values
 from recipes.stages import STAGES, StageSpec, stages_of_command
 from rewards.artifacts import (
@@ -48,35 +50,83 @@ def _one_line(text: str) -> str:
     return " ".join(part.strip() for part in str(text).strip().splitlines() if part.strip())
 
 
-def compose_config(overrides: list[str]) -> DictConfig:
-    """Compose ``configs/config.yaml`` with overrides, in struct mode: unknown keys are errors."""
-    from hydra import compose, initialize_config_dir
-    from hydra.errors import HydraException
-    from omegaconf.errors import OmegaConfBaseException
+def compose_config(overrides: list[str], command: str | None = None) -> DictConfig:
+    """Compose ``configs/config.yaml`` with overrides, in struct mode: unknown keys and wrong types are errors.
 
-    try:
+    ``command`` decides where deprecated ``train.*`` overrides go (the grpo/rloo section for those stages).
+    """
+    from hydra import compose, initialize_config_dir
+
+    overrides = [_weight_override(o) for o in rewrite_deprecated(overrides, command)]
+    with _user_errors():
         with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
-            cfg = compose(config_name="config", overrides=[_weight_override(o) for o in overrides])
+            cfg = compose(config_name="config", overrides=overrides)
         OmegaConf.resolve(cfg)
-    except (HydraException, OmegaConfBaseException) as exc:
-        raise UserError(f"config: {_hydra_message(exc)}") from None
     _check_group_sections(cfg)
     OmegaConf.set_struct(cfg, True)
     return cfg
 
 
-# Sections filled from a config group (the root defaults list); `train@reward_train` places the train group there.
-GROUP_SECTIONS = {"model": "model", "principles": "principles", "judge": "judge", "data": "data", "train": "train",
-                  "reward_train": "train@reward_train"}
+@contextlib.contextmanager
+def _user_errors():
+    """Hydra's and OmegaConf's composition errors become one-line UserErrors."""
+    from hydra.errors import HydraException
+    from omegaconf.errors import OmegaConfBaseException
+
+    try:
+        yield
+    except (HydraException, OmegaConfBaseException) as exc:
+        raise UserError(f"config: {_hydra_message(exc)}") from None
+
+
+# Sections filled from a config group (the root defaults list).
+GROUP_SECTIONS = ("model", "principles", "judge", "data", "dpo", "reward", "grpo", "rloo", "sft", "kto")
 
 
 def _check_group_sections(cfg: DictConfig) -> None:
-    """`reward_train=reward_full` replaces the section with a string instead of selecting a config: say so."""
-    for section, selector in GROUP_SECTIONS.items():
+    """`dpo.x=...` is a key; `dpo=full` selects a file; a scalar in a section's place means `+dpo=...`-like misuse."""
+    for section in GROUP_SECTIONS:
         value = cfg.get(section)
         if value is not None and not isinstance(value, DictConfig):
             raise UserError(f"config: {section}={value} replaced the whole '{section}' section with a value; "
-                            f"to select a config file write {selector}={value}")
+                            f"to select a config file write {section}=<one of configs/{section}/>")
+
+
+# Old spellings (one release): `train=<file>` and `train@reward_train=<file>` -> the stage-named groups.
+_OLD_TRAIN_FILES = {"dpo_lora": "dpo=lora", "dpo_full": "dpo=full", "dpo_qlora": "dpo=qlora", "grpo": "grpo=lora",
+                    "rloo": "rloo=lora"}
+_OLD_REWARD_FILES = {"reward": "reward=lora", "reward_full": "reward=full", "reward_qlora": "reward=qlora",
+                     "reward_multihead": "reward=multihead"}
+_warned: set[str] = set()
+
+
+def rewrite_deprecated(overrides: list[str], command: str | None = None) -> list[str]:
+    """Rewrite overrides in the old spellings, printing one deprecation line per spelling and process."""
+    section = command if command in ("grpo", "rloo") else "dpo"  # where `train.*` keys now live
+    rewritten = []
+    for override in overrides:
+        new = _rewrite_one(override, section)
+        if new != override and override not in _warned:
+            _warned.add(override)
+            print(f"[counsel-align] deprecated: {override} -> {new} (the old spelling goes in the next release)",
+                  file=sys.stderr, flush=True)
+        rewritten.append(new)
+    return rewritten
+
+
+def _rewrite_one(override: str, section: str) -> str:
+    prefix = override[: len(override) - len(override.lstrip("+~"))]
+    body = override[len(prefix):]
+    key, sep, value = body.partition("=")
+    if key in ("train@reward_train", "reward_train") and value in _OLD_REWARD_FILES:
+        return prefix + _OLD_REWARD_FILES[value]
+    if key == "train" and value in _OLD_TRAIN_FILES:
+        return prefix + _OLD_TRAIN_FILES[value]
+    if key.startswith("reward_train."):
+        return f"{prefix}reward.{key.removeprefix('reward_train.')}{sep}{value}"
+    if key.startswith("train."):
+        return f"{prefix}{section}.{key.removeprefix('train.')}{sep}{value}"
+    return override
 
 
 WEIGHT_PREFIX = "principles.weights."
@@ -90,8 +140,33 @@ def _weight_override(override: str) -> str:
     return f"++{override}" if override.startswith(WEIGHT_PREFIX) else override
 
 
+_KINDS = {"Float": "a number", "Integer": "an integer", "Boolean": "true or false"}
+
+
+def _type_message(exc: Exception) -> str | None:
+    """``dpo.learning_rate='abc' is not a number`` from the ValidationError a typed option raises."""
+    from omegaconf.errors import ValidationError
+
+    cause = exc if isinstance(exc, ValidationError) else exc.__cause__
+    if not isinstance(cause, ValidationError) or not getattr(cause, "full_key", None):
+        return None
+    text = _one_line(cause.msg)
+    kind = next((words for name, words in _KINDS.items() if f"converted to {name}" in text), None)
+    if kind is None and "valid bool" in text:
+        kind = "true or false"
+    if kind is None and "is not Optional" in text:
+        kind = "set (it cannot be null)"
+    if kind is None:
+        return f"{cause.full_key}: {text}"
+    value = "null" if cause.value is None else repr(cause.value)
+    return f"{cause.full_key}={value} is not {kind}; fix the value on the command line or in the config file"
+
+
 def _hydra_message(exc: Exception) -> str:
-    text = _one_line(exc)
+    typed = _type_message(exc)
+    if typed:
+        return typed
+    text = _one_line(exc).split(" Config search path:")[0]
     if "Ambiguous value for argument" in text:
         # Hydra's own hint offers --multirun, which counsel-align does not take.
         argument = text.split("'")[1] if "'" in text else text

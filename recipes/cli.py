@@ -29,7 +29,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
 USAGE = """usage: counsel-align <command> [key=value ...] [--cfg]
 
 stages: {stages}
-  pipeline runs every stage in order, skipping finished ones (sft first with train.init_from=sft).
+  pipeline runs every stage in order, skipping finished ones (sft first with dpo.init_from=sft).
 {commands}
 example: counsel-align pipeline run=demo data.max_train_prompts=16"""
 

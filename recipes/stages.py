@@ -38,7 +38,7 @@ class StageSpec:
 
 
 def _dpo_starts_from_sft(cfg: DictConfig) -> bool:
-    return cfg.train.get("init_from") == "sft"
+    return cfg.dpo.init_from == "sft"
 
 
 _SPECS = (
@@ -55,9 +55,9 @@ _SPECS = (
               input_stages=("generate", "judge"), input_paths=("pairs.human.sources[*].path",),
               config_keys=("pairs", "principles", "seed"), uses_rubric=True, in_pipeline=True),
     StageSpec("reward", "recipes.reward", "train and export the reward model on the train pairs",
-              input_stages=("pairs",), config_keys=("model", "reward_train", "seed"), in_pipeline=True),
+              input_stages=("pairs",), config_keys=("model", "reward", "seed"), in_pipeline=True),
     StageSpec("dpo", "recipes.dpo", "align the policy with DPO on the train pairs",
-              input_stages=("pairs",), config_keys=("model", "train", "seed"), in_pipeline=True),
+              input_stages=("pairs",), config_keys=("model", "dpo", "seed"), in_pipeline=True),
     StageSpec("evaluate", "recipes.evaluate", "win rate, red-flag suite and release gate; export the checkpoint",
               input_stages=("generate", "reward", "dpo"), input_paths=("evaluate.redflags", "evaluate.reference"),
               config_keys=("model", "judge", "evaluate", "principles", "device", "seed"), uses_rubric=True,
@@ -65,9 +65,9 @@ _SPECS = (
     StageSpec("report", "recipes.report", "metrics.json, report.md, report.html and plots from every manifest",
               input_stages=("generate", "judge", "pairs", "reward", "dpo", "evaluate"), in_pipeline=True),
     StageSpec("grpo", "recipes.grpo", "online RLHF with TRL GRPOTrainer against the trained reward model",
-              input_stages=("generate", "reward"), config_keys=("model", "train", "seed")),
+              input_stages=("generate", "reward"), config_keys=("model", "grpo", "seed")),
     StageSpec("rloo", "recipes.rloo", "online RLHF with TRL RLOOTrainer against the trained reward model",
-              input_stages=("generate", "reward"), config_keys=("model", "train", "seed")),
+              input_stages=("generate", "reward"), config_keys=("model", "rloo", "seed")),
     StageSpec("kto", "recipes.kto", "KTO on unpaired human signal (top-voted vs unvoted CounselChat answers), LoRA",
               input_paths=("kto.data.source",), config_keys=("model", "kto", "seed")),
     StageSpec("agreement", "recipes.agreement", "judge accuracy on human preference pairs (CounselChat) vs length",
