@@ -46,6 +46,15 @@ def project_path(path: str | os.PathLike) -> Path:
     return PROJECT_ROOT / candidate
 
 
+def _output_root(path: str) -> str:
+    """``${counsel_output_root:${output_root}}`` in Hydra's run/sweep dirs: the same folder stages write to."""
+    return str(project_path(path))
+
+
+if not OmegaConf.has_resolver("counsel_output_root"):
+    OmegaConf.register_new_resolver("counsel_output_root", _output_root)
+
+
 def _one_line(text: str) -> str:
     return " ".join(part.strip() for part in str(text).strip().splitlines() if part.strip())
 
@@ -191,7 +200,7 @@ class StageContext:
     dir: Path
 
     def input_dir(self, stage: str) -> Path:
-        path = self.run_dir / stage
+        path = input_stage_dir(self.cfg, self.run_dir, stage)
         if read_manifest(path) is None:
             raise UserError(f"{path}: stage '{stage}' has not finished; run `counsel-align {stage}` first")
         return path
@@ -203,7 +212,18 @@ def _config_subset(cfg: DictConfig, keys: list[str]) -> dict:
 
 
 def run_dir_of(cfg: DictConfig) -> Path:
+    """This run's folder: Hydra's output folder when the CLI ran it (``run_dir``), else ``<output_root>/<run>``."""
+    if cfg.get("run_dir"):
+        return Path(cfg.run_dir)
     return project_path(cfg.output_root) / cfg.run
+
+
+def input_stage_dir(cfg: DictConfig, run_dir: Path, stage: str) -> Path:
+    """Where an input stage's outputs are: this run's folder, else ``inputs_from`` (the run a sweep extends)."""
+    own = run_dir / stage
+    if read_manifest(own) is not None or not cfg.get("inputs_from"):
+        return own
+    return project_path(cfg.inputs_from) / stage
 
 
 def _rubric_hash(cfg: DictConfig) -> str:
@@ -269,7 +289,7 @@ def run_stage(cfg: DictConfig, name: str, work: Callable[[StageContext], dict], 
     own_rubric_hash = _rubric_hash(cfg) if spec.uses_rubric else None  # a bad rubric is named before missing inputs
     input_manifests = {}
     for stage in spec.input_stages:
-        manifest = read_manifest(run_dir / stage)
+        manifest = read_manifest(input_stage_dir(cfg, run_dir, stage))
         if manifest is None:
             raise UserError(f"{run_dir / stage}: stage '{stage}' has not finished; run `counsel-align {stage}` first")
         input_manifests[stage] = manifest
@@ -329,10 +349,17 @@ def _prepare_stage_dir(stage_dir: Path, fingerprint: str) -> None:
     atomic_write_text(marker, fingerprint)
 
 
-USAGE = """usage: counsel-align {stage} [key=value ...] [--cfg]
+USAGE = """usage: counsel-align {stage} [key=value ...] [-m|--multirun] [--cfg job|hydra] [--info] [--resolve]
 
-Hydra overrides, e.g. run=myrun experiment=quickstart model.name_or_path=Qwen/Qwen2.5-7B-Instruct.
---cfg prints the composed config and exits."""
+Hydra overrides, e.g. run=myrun experiment=quickstart dpo=full dpo.beta=0.2 model.name_or_path=Qwen/Qwen2.5-7B-Instruct.
+  --cfg [job|hydra]   print the composed config (job, the default) or Hydra's own settings, and exit
+  --info              print Hydra's config search path, defaults tree and plugins, and exit
+  -m, --multirun      sweep: `{stage} -m reward.learning_rate=1e-4,3e-4 reward.lora.r=8,16` runs every combination,
+                      each point in outputs/<run>/<swept overrides>/ reading the stages it does not run from
+                      outputs/<run>/; hydra/launcher=submitit_slurm_accelerate|submitit_local|joblib and
+                      hydra/sweeper=reward_search (Optuna) come with `pip install -e ".[cluster]"`
+  hydra.run.dir=DIR   where this run's stage folders and .hydra/ go (default outputs/<run>)
+  --hydra-help        Hydra's own help"""
 
 
 def check_command_options(cfg: DictConfig, command: str) -> None:
@@ -345,26 +372,146 @@ def check_command_options(cfg: DictConfig, command: str) -> None:
         load_rubric(project_path(cfg.principles.path)).weights(OmegaConf.to_container(cfg.principles.weights))
 
 
+
+class StageStopped(BaseException):
+    """Raised inside Hydra's job runner to stop with an exit code; a BaseException so Hydra does not wrap it."""
+
+    def __init__(self, code: int):
+        super().__init__(code)
+        self.code = code
+
+
+def _normalise_args(args: list[str]) -> list[str]:
+    """`--cfg` alone keeps meaning "print the resolved job config", as before Hydra's command line."""
+    out: list[str] = []
+    for index, arg in enumerate(args):
+        out.append(arg)
+        following = args[index + 1] if index + 1 < len(args) else None
+        if arg in ("--cfg", "-c") and following not in ("job", "hydra", "all"):
+            out.append("job")
+    shown = [out[i + 1] for i, a in enumerate(out[:-1]) if a in ("--cfg", "-c")]
+    if shown == ["job"] and "--resolve" not in out:  # Hydra's own settings resolve only inside a job
+        out.append("--resolve")
+    return out
+
+
+def _sweep_points(overrides: list[str]) -> tuple[list[list[str]], list[str]]:
+    """Override lists to compose before a sweep starts (each value of each swept key), and the keys not swept."""
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    with _user_errors():
+        parsed = OverridesParser.create().parse_overrides(overrides)
+    plain = [o.input_line for o in parsed if not o.is_sweep_override()]
+    fixed_keys = [o.get_key_element() for o in parsed if not o.is_sweep_override()]
+    points = [plain]
+    for override in parsed:
+        if not override.is_sweep_override():
+            continue
+        try:
+            values = list(override.sweep_string_iterator())
+        except Exception:  # an Optuna interval/tag: the sweeper picks values; check the other keys only
+            continue
+        key = override.get_key_element()
+        points += [[*plain, f"{key}={value}"] for value in values]
+    return points, fixed_keys
+
+
+def _check_before_launch(overrides: list[str], command: str, multirun: bool) -> list[str]:
+    """Compose what will run (every value of every swept key) and check its options, before any job starts.
+
+    Returns the keys given one value (not swept): a sweep point is named after the others.
+    """
+    own = [o for o in overrides if not o.lstrip("+~").startswith("hydra")]  # Hydra's settings are Hydra's to check
+    points, fixed_keys = _sweep_points(own) if multirun else ([own], [])
+    for point in points:
+        check_command_options(compose_config(point, command), command)
+    return [k for k in fixed_keys if not k.startswith("hydra")]
+
+
+def _prepare_job_config(cfg: DictConfig, command: str, fixed_keys: list[str]) -> DictConfig:
+    """The config Hydra hands a job, made what stages expect: resolved, struct, and pointed at the job's folder."""
+    from hydra.core.hydra_config import HydraConfig
+    from hydra.types import RunMode
+    from omegaconf import open_dict
+
+    hydra_cfg = HydraConfig.get()
+    with _user_errors():
+        OmegaConf.resolve(cfg)
+    _check_group_sections(cfg)
+    with open_dict(cfg):
+        cfg.run_dir = hydra_cfg.runtime.output_dir  # hydra.run.dir, or the sweep point's folder
+        if hydra_cfg.mode == RunMode.MULTIRUN:
+            base = project_path(cfg.output_root) / cfg.run
+            point = hydra_cfg.job.override_dirname or str(hydra_cfg.job.num)
+            cfg.inputs_from = cfg.inputs_from or str(base)  # upstream stages come from the run the sweep extends
+            cfg.run = f"{cfg.run}/{point}"
+    OmegaConf.set_struct(cfg, True)
+    check_command_options(cfg, command)
+    return cfg
+
+
+def _objective(command: str, result: object) -> float | None:
+    """The number a sweeper optimises: the registry's ``objective`` metric of the stage this command ran."""
+    spec = STAGES.get(command) or next(iter(stages_of_command(command)), None)
+    if command == "pipeline":
+        spec = STAGES.get("evaluate")
+    if spec is None or not spec.objective:
+        return None
+    manifest = result if isinstance(result, dict) and "metrics" in result else None
+    if manifest is None:
+        return None
+    value = manifest.get("metrics", {}).get(spec.objective)
+    return float(value) if isinstance(value, int | float) else None
+
+
+def _hydra_overrides(fixed_keys: list[str]) -> list[str]:
+    """A sweep point's folder is named after its swept overrides only (`reward.learning_rate=0.001,...`)."""
+    keys = sorted(set(fixed_keys) | {"run", "output_root", "inputs_from"})
+    return [f"hydra.job.config.override_dirname.exclude_keys=[{','.join(keys)}]"]
+
+
 def entry(stage: str, run: Callable[[DictConfig], object]) -> Callable[[list[str] | None], int]:
-    """A console/`python -m` entry point for one stage."""
+    """A console/`python -m` entry point for one stage (or `pipeline`), with Hydra's command line."""
 
     def main(argv: list[str] | None = None) -> int:
+        from hydra._internal.utils import _run_hydra, get_args_parser
+
         args = list(sys.argv[1:] if argv is None else argv)
         if any(a in ("-h", "--help") for a in args):
             print(USAGE.format(stage=stage))
             return 0
-        show_config = "--cfg" in args
-        overrides = [a for a in args if a != "--cfg"]
+        parser = get_args_parser()
+        parser.prog = f"counsel-align {stage}"
         try:
-            cfg = compose_config(overrides)
-            if show_config:
-                print(OmegaConf.to_yaml(cfg))
-                return 0
-            check_command_options(cfg, stage)
-            run(cfg)
+            parsed = parser.parse_intermixed_args(_normalise_args(args))
+        except SystemExit as exc:  # argparse has printed its one line
+            return int(exc.code or 0)
+        parsed.overrides = [_weight_override(o) for o in rewrite_deprecated(parsed.overrides, stage)]
+
+        def task(cfg: DictConfig) -> float | None:
+            try:
+                return _objective(stage, run(_prepare_job_config(cfg, stage, fixed_keys)))
+            except UserError as exc:
+                print(f"counsel-align {stage}: error: {_one_line(exc)}", file=sys.stderr, flush=True)
+                raise StageStopped(2) from None
+            except KeyboardInterrupt:
+                print(f"counsel-align {stage}: interrupted; rerun the same command to resume", file=sys.stderr)
+                raise StageStopped(130) from None
+
+        task.__module__ = run.__module__  # Hydra names the job after the stage module
+        try:
+            fixed_keys = [] if parsed.cfg or parsed.info else _check_before_launch(
+                parsed.overrides, stage, parsed.multirun)
+            parsed.overrides = [*_hydra_overrides(fixed_keys), *parsed.overrides]
+            _run_hydra(args=parsed, args_parser=parser, task_function=task, config_path=str(CONFIG_DIR),
+                       config_name="config")
         except UserError as exc:
             print(f"counsel-align {stage}: error: {_one_line(exc)}", file=sys.stderr)
             return 2
+        except StageStopped as stop:
+            return stop.code
+        except SystemExit as exc:  # Hydra's own reporting (it has printed the reason)
+            return int(exc.code) if isinstance(exc.code, int) else 1
         except KeyboardInterrupt:
             print(f"counsel-align {stage}: interrupted; rerun the same command to resume", file=sys.stderr)
             return 130

@@ -72,7 +72,9 @@ def work(ctx: StageContext) -> dict:
         return model_dir
 
     outcome = train_and_save(trainer, tokenizer, ctx.dir, cfg.resume, provenance, save_model=export)
-    metrics = {**outcome.metrics, "peft": cfg.dpo.peft, "base_model": cfg.model.name_or_path,
+    margins = [row["rewards/margins"] for row in outcome.log_history if "rewards/margins" in row]
+    metrics = {**outcome.metrics, "reward_margin": margins[-1] if margins else None,  # the sweep objective (train)
+               "peft": cfg.dpo.peft, "base_model": cfg.model.name_or_path,
                "init_from": init_from(cfg), "loss_type": train_cfg["loss_type"]}
     return {"counts": {"n_train_pairs": len(train)}, "metrics": metrics}
 
