@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import os
 import shutil
+import subprocess
 import sys
 import time
 from collections.abc import Callable
@@ -440,14 +441,55 @@ def _prepare_job_config(cfg: DictConfig, command: str, fixed_keys: list[str]) ->
     _check_group_sections(cfg)
     with open_dict(cfg):
         cfg.run_dir = hydra_cfg.runtime.output_dir  # hydra.run.dir, or the sweep point's folder
-        if hydra_cfg.mode == RunMode.MULTIRUN:
-            base = project_path(cfg.output_root) / cfg.run
-            point = hydra_cfg.job.override_dirname or str(hydra_cfg.job.num)
+        base = project_path(cfg.output_root) / cfg.run
+        if hydra_cfg.mode == RunMode.MULTIRUN and Path(cfg.run_dir) != base:  # a sweep point below the run
             cfg.inputs_from = cfg.inputs_from or str(base)  # upstream stages come from the run the sweep extends
-            cfg.run = f"{cfg.run}/{point}"
+            cfg.run = f"{cfg.run}/{hydra_cfg.job.override_dirname}"
     OmegaConf.set_struct(cfg, True)
     check_command_options(cfg, command)
     return cfg
+
+
+def _under_accelerate() -> bool:
+    return "LOCAL_RANK" in os.environ or "ACCELERATE_PROCESS_ID" in os.environ
+
+
+def accelerate_command(cfg: DictConfig, module: str, overrides: list[str], env: dict[str, str]) -> list[str]:
+    """`accelerate launch ... -m <module> <overrides>` for this job; on SLURM, this node's rank and the rendezvous.
+
+    Mirrors configs/accelerate/slurm_launch.sh: machine rank = SLURM_NODEID, main process = the job's first host.
+    """
+    machines = int(cfg.distributed.num_machines)
+    command = ["accelerate", "launch", "--config_file", str(project_path(cfg.distributed.accelerate_config)),
+               "--num_processes", str(cfg.distributed.num_processes), "--num_machines", str(machines)]
+    if machines > 1:
+        nodes = env.get("SLURM_JOB_NODELIST")
+        if not nodes:
+            raise UserError("launch.accelerate with distributed.num_machines > 1 needs a SLURM job (no "
+                            "SLURM_JOB_NODELIST); use hydra/launcher=submitit_slurm_accelerate")
+        first = subprocess.run(["scontrol", "show", "hostnames", nodes], capture_output=True, text=True,
+                               check=True).stdout.split()[0]
+        command += ["--machine_rank", env.get("SLURM_NODEID", "0"), "--main_process_ip", first,
+                    "--main_process_port", str(cfg.launch.main_process_port),
+                    "--deepspeed_multinode_launcher", "standard"]
+    return [*command, "-m", module, *overrides]
+
+
+def _run_under_accelerate(cfg: DictConfig, command: str, module: str) -> dict:
+    """Run this job's stage in `accelerate launch` worker processes; returns the manifest they wrote."""
+    from hydra.core.hydra_config import HydraConfig
+
+    job = list(HydraConfig.get().overrides.task)
+    quoted = {key: f"'{value}'" if value else "null" for key, value in  # quoted: point names hold '=' and ','
+              (("run", cfg.run), ("hydra.run.dir", cfg.run_dir), ("inputs_from", cfg.inputs_from))}
+    pinned = [*(f"{key}={value}" for key, value in quoted.items()),
+              "launch.accelerate=false", "hydra.output_subdir=null"]
+    argv = accelerate_command(cfg, module, [*job, *pinned], dict(os.environ))
+    print(f"[counsel-align] {command}: {' '.join(argv)}", flush=True)
+    if subprocess.run(argv, check=False).returncode != 0:
+        raise UserError(f"{command}: `accelerate launch` failed (its output is above); rerun to resume")
+    spec = STAGES.get(command)
+    return (read_manifest(run_dir_of(cfg) / spec.name) if spec else None) or {}
 
 
 def _objective(command: str, result: object) -> float | None:
@@ -490,7 +532,10 @@ def entry(stage: str, run: Callable[[DictConfig], object]) -> Callable[[list[str
 
         def task(cfg: DictConfig) -> float | None:
             try:
-                return _objective(stage, run(_prepare_job_config(cfg, stage, fixed_keys)))
+                cfg = _prepare_job_config(cfg, stage, fixed_keys)
+                if cfg.launch.accelerate and not _under_accelerate():
+                    return _objective(stage, _run_under_accelerate(cfg, stage, run.__module__))
+                return _objective(stage, run(cfg))
             except UserError as exc:
                 print(f"counsel-align {stage}: error: {_one_line(exc)}", file=sys.stderr, flush=True)
                 raise StageStopped(2) from None
@@ -503,6 +548,8 @@ def entry(stage: str, run: Callable[[DictConfig], object]) -> Callable[[list[str
             fixed_keys = [] if parsed.cfg or parsed.info else _check_before_launch(
                 parsed.overrides, stage, parsed.multirun)
             parsed.overrides = [*_hydra_overrides(fixed_keys), *parsed.overrides]
+            if os.environ.get("RANK", "0") != "0":  # under `accelerate launch`, rank 0 alone writes .hydra/
+                parsed.overrides.append("hydra.output_subdir=null")
             _run_hydra(args=parsed, args_parser=parser, task_function=task, config_path=str(CONFIG_DIR),
                        config_name="config")
         except UserError as exc:

@@ -62,7 +62,7 @@ def test_dpo_qlora_without_a_gpu_fails_before_any_work(tmp_path):
     assert result.returncode == 2 and "Traceback" not in result.stderr
     lines = _error_lines(result)
     assert len(lines) == 1 and "dpo.peft=qlora" in lines[0] and "dpo=lora" in lines[0]
-    assert not list(tmp_path.iterdir())  # nothing started
+    assert [p.name for p in tmp_path.rglob("*") if ".hydra" not in p.parts] == ["quickstart"]  # only Hydra's record
 
 
 def test_downstream_stage_without_inputs_says_what_to_run(tmp_path):
