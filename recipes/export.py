@@ -10,13 +10,15 @@ from recipes._entry import project_path
 from recipes.stages import upstream
 from rewards.artifacts import read_manifest, sha256_file
 from rewards.model_card import build_card, export_checkpoint, weights_kind
+from rewards.probes import judge_checks
 from rewards.rubric import load_rubric
 from rewards.versions import package_versions
 
 CHECKPOINT_DIR = "checkpoint"
 CARD_METRICS = ("win_rate", "win_rate_ci", "confidence", "wins", "ties", "losses", "reference", "base_score",
                 "dpo_score", "base_principles", "dpo_principles", "principle_win_rates", "base_pass_rate",
-                "trained_pass_rate", "release", "failed_comparisons")
+                "trained_pass_rate", "release", "failed_comparisons", "expected_preference",
+                "expected_preference_ci")
 
 
 def _stage(run_dir: Path, stage: str) -> dict:
@@ -43,6 +45,7 @@ def run_card(cfg: DictConfig, run_dir: Path, metrics: dict) -> dict:
     reward = _stage(run_dir, "reward").get("metrics", {})
     dpo = _stage(run_dir, "dpo").get("metrics", {})
     safety = metrics["safety"]
+    checks = judge_checks(run_dir)  # the probes stage runs before evaluate in a pipeline; absent figures are None
     return build_card(
         name=f"counsel-align-{cfg.run}",
         base_model=cfg.model.name_or_path,
@@ -57,9 +60,11 @@ def run_card(cfg: DictConfig, run_dir: Path, metrics: dict) -> dict:
                   "reward": OmegaConf.to_container(cfg.reward, resolve=True),
                   "pairs": OmegaConf.to_container(cfg.pairs, resolve=True), "seed": cfg.seed,
                   "dpo_result": dpo, "reward_result": {k: v for k, v in reward.items() if k != "base_model"}},
-        metrics={k: metrics[k] for k in CARD_METRICS if k in metrics},
+        metrics={**{k: metrics[k] for k in CARD_METRICS if k in metrics},
+                 **{k: checks[k] for k in ("probe_detection", "probe_weakest_principle")}},
         safety=safety,
         versions=package_versions(),
+        judge_checks=checks,
     )
 
 

@@ -75,6 +75,37 @@ def _fmt(value) -> str:
     return "n/a" if value is None else str(value)
 
 
+def render_judge_checks(checks: dict, plot: str) -> str:
+    """The report's section on the judge: probe detection per principle and human agreement."""
+    from rewards.probes import judge_check_rows  # here: rewards.probes pulls in the judges (torch)
+
+    headline = "\n".join(f"| {name} | {value} |" for name, value in judge_check_rows(checks))
+    rows = "\n".join(f"| {pid} | {rate:.3f} |" for pid, rate in checks["probe_detection_by_principle"].items())
+    return f"""## Does the judge see each principle?
+
+Contrastive probes (`data/probes`): pairs of replies identical except that one breaks a single principle. Detection
+is how often the judge scores the intact reply higher on that principle (ties = ½; chance = 0.5). The table of the
+probes stage (`probes/table.md`) adds intervals, score gaps and spill-over.
+
+| figure | value |
+|---|---|
+{headline}
+
+| principle | detection |
+|---|---|
+{rows}
+
+![probe detection]({plot})
+"""
+
+
+def interval_text(value: float | None, interval: list[float] | None) -> str:
+    """``0.537 [0.501, 0.574]``; ``n/a`` for runs evaluated before the figure existed."""
+    if value is None:
+        return "n/a"
+    return f"{value:.3f}" + (f" [{interval[0]:.3f}, {interval[1]:.3f}]" if interval else "")
+
+
 def render_markdown(run: str, metrics: dict, extra: dict) -> str:
     """The report page; ``extra`` holds per-principle means, length stats and examples."""
     rows = [
@@ -89,6 +120,8 @@ def render_markdown(run: str, metrics: dict, extra: dict) -> str:
         ("mean reward: DPO", _fmt(metrics["dpo_score"])),
         ("judged win rate of DPO over base (both orders, ties = ½)", _fmt(metrics["win_rate"])),
         ("wins / ties / losses", f"{extra['wins']} / {extra['ties_eval']} / {extra['losses']}"),
+        ("expected preference for DPO (judge probability averaged over both orders, interval)",
+         interval_text(metrics.get("expected_preference"), metrics.get("expected_preference_ci"))),
     ]
     table = "\n".join(f"| {name} | {value} |" for name, value in rows)
     principles = "\n".join(

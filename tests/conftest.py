@@ -95,6 +95,7 @@ def tiny_overrides(model_dir: Path, output_root: Path, run: str = "t") -> list[s
         "generate.max_new_tokens=12", "evaluate.max_new_tokens=12", "generate.batch_size=4",
         "dpo.max_length=256", "reward.max_length=256",
         "dpo.per_device_train_batch_size=2", "reward.per_device_train_batch_size=2",
+        "dpo.gradient_accumulation_steps=1", "reward.gradient_accumulation_steps=1",
         "reward.num_train_epochs=1", "dpo.save_steps=1000", "reward.save_steps=1000",
         "pairs.margin=0.0", "wandb.mode=disabled", "device=cpu",
     ]
