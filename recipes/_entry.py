@@ -417,16 +417,20 @@ def _sweep_points(overrides: list[str]) -> tuple[list[list[str]], list[str]]:
     return points, fixed_keys
 
 
-def _check_before_launch(overrides: list[str], command: str, multirun: bool) -> list[str]:
+def _check_before_launch(overrides: list[str], command: str, multirun: bool) -> tuple[list[str], bool]:
     """Compose what will run (every value of every swept key) and check its options, before any job starts.
 
-    Returns the keys given one value (not swept): a sweep point is named after the others.
+    Returns the keys given one value (not swept): a sweep point is named after the others; and whether it is a
+    dry run (which writes nothing, not even Hydra's record).
     """
     own = [o for o in overrides if not o.lstrip("+~").startswith("hydra")]  # Hydra's settings are Hydra's to check
     points, fixed_keys = _sweep_points(own) if multirun else ([own], [])
+    dry_run = False
     for point in points:
-        check_command_options(compose_config(point, command), command)
-    return [k for k in fixed_keys if not k.startswith("hydra")]
+        cfg = compose_config(point, command)
+        check_command_options(cfg, command)
+        dry_run = dry_run or bool(cfg.get("dry_run"))
+    return [k for k in fixed_keys if not k.startswith("hydra")], dry_run
 
 
 def _prepare_job_config(cfg: DictConfig, command: str, fixed_keys: list[str]) -> DictConfig:
@@ -440,9 +444,13 @@ def _prepare_job_config(cfg: DictConfig, command: str, fixed_keys: list[str]) ->
         OmegaConf.resolve(cfg)
     _check_group_sections(cfg)
     with open_dict(cfg):
-        cfg.run_dir = hydra_cfg.runtime.output_dir  # hydra.run.dir, or the sweep point's folder
+        if hydra_cfg.job.chdir:  # Hydra has changed into the job's folder: the output root is where it was before
+            with contextlib.chdir(hydra_cfg.runtime.cwd):
+                cfg.output_root = str(project_path(cfg.output_root).resolve())
+        if not cfg.dry_run:
+            cfg.run_dir = hydra_cfg.runtime.output_dir  # hydra.run.dir, or the sweep point's folder
         base = project_path(cfg.output_root) / cfg.run
-        if hydra_cfg.mode == RunMode.MULTIRUN and Path(cfg.run_dir) != base:  # a sweep point below the run
+        if hydra_cfg.mode == RunMode.MULTIRUN and cfg.run_dir and Path(cfg.run_dir) != base:  # a point below the run
             cfg.inputs_from = cfg.inputs_from or str(base)  # upstream stages come from the run the sweep extends
             cfg.run = f"{cfg.run}/{hydra_cfg.job.override_dirname}"
     OmegaConf.set_struct(cfg, True)
@@ -545,9 +553,11 @@ def entry(stage: str, run: Callable[[DictConfig], object]) -> Callable[[list[str
 
         task.__module__ = run.__module__  # Hydra names the job after the stage module
         try:
-            fixed_keys = [] if parsed.cfg or parsed.info else _check_before_launch(
+            fixed_keys, dry_run = ([], False) if parsed.cfg or parsed.info else _check_before_launch(
                 parsed.overrides, stage, parsed.multirun)
             parsed.overrides = [*_hydra_overrides(fixed_keys), *parsed.overrides]
+            if dry_run:  # a plan prints and writes nothing: no job folder, no .hydra/
+                parsed.overrides += ["hydra.output_subdir=null", "hydra.run.dir=.", "hydra.sweep.dir=."]
             if os.environ.get("RANK", "0") != "0":  # under `accelerate launch`, rank 0 alone writes .hydra/
                 parsed.overrides.append("hydra.output_subdir=null")
             _run_hydra(args=parsed, args_parser=parser, task_function=task, config_path=str(CONFIG_DIR),

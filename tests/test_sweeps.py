@@ -106,3 +106,11 @@ def test_hydra_run_dir_is_where_the_stage_writes_and_dot_hydra_is_saved(tiny_mod
     target = tmp_path / "elsewhere"
     assert reward_main([*base, f"hydra.run.dir={target}", f"inputs_from={tmp_path / 'r'}"]) == 0
     assert (target / "reward" / "manifest.json").is_file() and (target / ".hydra" / "overrides.yaml").is_file()
+
+
+def test_hydra_job_chdir_runs_the_stage_in_its_run_folder(tiny_model_dir, tmp_path):
+    base = reward_run(tiny_model_dir, tmp_path, "c")
+    cwd = Path.cwd()
+    assert reward_main([*base, "hydra.job.chdir=true"]) == 0
+    assert Path.cwd() == cwd  # Hydra changes back after the job
+    assert (tmp_path / "c" / "reward" / "manifest.json").is_file() and (tmp_path / "c" / ".hydra").is_dir()
