@@ -26,7 +26,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     **{spec.cli_name: (spec.module, spec.help) for spec in STAGE_SPECS.values() if not spec.in_pipeline},
 }
 
-USAGE = """usage: counsel-align <command> [key=value ...] [--cfg]
+USAGE = """usage: counsel-align <command> [key=value ...] [-m|--multirun] [--cfg job|hydra] [--info]
 
 stages: {stages}
   pipeline runs every stage in order, skipping finished ones (sft first with dpo.init_from=sft).
