@@ -382,6 +382,15 @@ class StageStopped(BaseException):
         self.code = code
 
 
+class StageCrashed(BaseException):
+    """Carries an unexpected exception out of Hydra's job runner, which would otherwise print it and exit 1: the
+    caller sees the original exception and its traceback, as without Hydra."""
+
+    def __init__(self, error: Exception):
+        super().__init__(repr(error))
+        self.error = error
+
+
 def _normalise_args(args: list[str]) -> list[str]:
     """`--cfg` alone keeps meaning "print the resolved job config", as before Hydra's command line."""
     out: list[str] = []
@@ -550,6 +559,8 @@ def entry(stage: str, run: Callable[[DictConfig], object]) -> Callable[[list[str
             except KeyboardInterrupt:
                 print(f"counsel-align {stage}: interrupted; rerun the same command to resume", file=sys.stderr)
                 raise StageStopped(130) from None
+            except Exception as exc:
+                raise StageCrashed(exc) from None
 
         task.__module__ = run.__module__  # Hydra names the job after the stage module
         try:
@@ -567,6 +578,8 @@ def entry(stage: str, run: Callable[[DictConfig], object]) -> Callable[[list[str
             return 2
         except StageStopped as stop:
             return stop.code
+        except StageCrashed as crash:
+            raise crash.error from None
         except SystemExit as exc:  # Hydra's own reporting (it has printed the reason)
             return int(exc.code) if isinstance(exc.code, int) else 1
         except KeyboardInterrupt:
