@@ -102,7 +102,7 @@ class NonFiniteLossGuard(TrainerCallback):
         last = get_last_checkpoint(str(folder)) if folder.is_dir() else None
         kept = f"last good checkpoint: {last}" if last else "no checkpoint was saved before it"
         raise UserError(f"training stopped: {self.what} at step {self.bad_step} ({kept}); "
-                        "lower train.learning_rate or check the data, then rerun to resume")
+                        "lower the learning_rate or check the data, then rerun to resume")
 
 
 def trainable_weights_finite(model) -> bool:
