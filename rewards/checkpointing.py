@@ -10,7 +10,7 @@ from pathlib import Path
 from transformers import TrainerCallback
 from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR, get_last_checkpoint
 
-from rewards.artifacts import swap_in_dir
+from rewards.artifacts import kill_point, swap_in_dir
 from rewards.distributed import is_main_process
 from rewards.errors import UserError
 
@@ -75,11 +75,16 @@ class NonFiniteLossGuard(TrainerCallback):
         self.what = ""
 
     def on_step_end(self, args, state, control, model=None, **kwargs):
+        kill_point("train.step")
         if control.should_save:
             control.should_log = True
         if self.bad_step is None and model is not None and not trainable_weights_finite(model):
             self._trip(state.global_step, control, "the trained weights became non-finite")
             control.should_log = True  # the step's loss, when it is the cause, names it better (on_log)
+        return control
+
+    def on_save(self, args, state, control, **kwargs):
+        kill_point("checkpoint.saved")  # the Trainer calls this after the checkpoint folder is complete
         return control
 
     def on_log(self, args, state, control, logs=None, **kwargs):

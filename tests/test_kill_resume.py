@@ -1,0 +1,75 @@
+"""Kill -9 at a labelled point of a stage, then the same command: it finishes, and its stage folder equals that of an
+uninterrupted run (issue 13). See tests/kill_resume.py for the kill points and what may differ."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pytest
+
+from recipes import pipeline
+from tests.conftest import tiny_overrides
+from tests.kill_resume import compare_stage_dirs, copy_upstream, kill_then_rerun
+
+RUN = "t"
+
+# A few points in the default suite: a journal part-way, a folder swap cut between its two renames, a training
+# stage killed right after a checkpoint (the rerun resumes from it and must train to the same weights).
+QUICK = [("generate", "journal.append:1"), ("pairs", "atomic.swap:1"), ("dpo", "checkpoint.saved:1")]
+
+# Every pipeline stage at each kind of point it reaches (counts from an uninterrupted tiny run): first and last
+# journal batch, an atomic file write, a dataset folder written but not swapped in, the swap cut between renames,
+# a training step before any checkpoint, right after a checkpoint, and outputs complete but no manifest yet.
+FULL = [
+    ("generate", "atomic.write:1"), ("generate", "journal.append:6"), ("generate", "atomic.dir:1"),
+    ("generate", "manifest.write:1"),
+    ("judge", "journal.append:1"), ("judge", "journal.append:27"), ("judge", "atomic.write:31"),
+    ("judge", "atomic.swap:1"), ("judge", "manifest.write:1"),
+    ("pairs", "atomic.write:1"), ("pairs", "atomic.dir:1"), ("pairs", "manifest.write:1"),
+    ("reward", "train.step:1"), ("reward", "checkpoint.saved:2"), ("reward", "checkpoint.saved:5"),
+    ("reward", "atomic.dir:1"), ("reward", "atomic.swap:1"), ("reward", "manifest.write:1"),
+    ("dpo", "train.step:1"), ("dpo", "checkpoint.saved:3"), ("dpo", "atomic.swap:1"), ("dpo", "manifest.write:1"),
+    ("evaluate", "atomic.write:1"), ("evaluate", "atomic.dir:1"), ("evaluate", "atomic.swap:1"),
+    ("evaluate", "manifest.write:1"),
+    ("report", "atomic.write:1"), ("report", "atomic.write:14"), ("report", "manifest.write:1"),
+]
+
+
+def overrides(model_dir: Path, output_root: Path) -> list[str]:
+    # Checkpoints every 2 steps, so that training stages are killed between checkpoints and resume from one.
+    base = [o for o in tiny_overrides(model_dir, output_root, RUN) if ".save_steps=" not in o]
+    return [*base, "train.save_steps=2", "reward_train.save_steps=2"]
+
+
+@pytest.fixture(scope="module")
+def reference(tmp_path_factory, tiny_model_dir) -> tuple[Path, list[str]]:
+    """An uninterrupted pipeline run, moved aside; trials run at the same path (paths are written into outputs)."""
+    base = tmp_path_factory.mktemp("kill")
+    args = overrides(tiny_model_dir, base / "out")
+    assert pipeline.main(args) == 0
+    (base / "out").rename(base / "ref")
+    return base, args
+
+
+def check_kill(reference: tuple[Path, list[str]], stage: str, kill_at: str) -> None:
+    base, args = reference
+    run_dir = base / "out" / RUN
+    copy_upstream(stage, base / "ref" / RUN, run_dir)
+    try:
+        _, rerun = kill_then_rerun(stage, args, kill_at)
+        assert f"{stage}: running" in rerun.output  # the kill left no manifest that would skip the rerun
+        assert compare_stage_dirs(base / "ref" / RUN / stage, run_dir / stage) == []
+    finally:
+        shutil.rmtree(base / "out", ignore_errors=True)
+
+
+@pytest.mark.parametrize(("stage", "kill_at"), QUICK, ids=[f"{s}-{k}" for s, k in QUICK])
+def test_killed_stage_reruns_to_the_same_outputs(reference, stage, kill_at):
+    check_kill(reference, stage, kill_at)
+
+
+@pytest.mark.multiprocess
+@pytest.mark.parametrize(("stage", "kill_at"), FULL, ids=[f"{s}-{k}" for s, k in FULL])
+def test_every_stage_killed_anywhere_reruns_to_the_same_outputs(reference, stage, kill_at):
+    check_kill(reference, stage, kill_at)
