@@ -43,7 +43,8 @@ def kill_point(label: str) -> None:
 def atomic_write_bytes(path: str | Path, data: bytes) -> None:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    _clear_leftovers(path)  # a temp file of a writer killed before its rename
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.tmp-{os.getpid()}-")
     try:
         with os.fdopen(fd, "wb") as handle:
             handle.write(data)
@@ -115,12 +116,15 @@ def _process_alive(pid: int) -> bool:
 
 
 def _clear_leftovers(path: Path) -> None:
-    """Remove temp/old folders of ``path`` left by killed writers (a live writer's folder is kept)."""
+    """Remove temp/old files or folders of ``path`` left by killed writers (a live writer's are kept)."""
     for leftover in path.parent.glob(f".{path.name}.*-*"):
         kind, _, rest = leftover.name[len(path.name) + 2:].partition("-")
         pid = rest.split("-", 1)[0]
         if kind in ("tmp", "old") and pid.isdigit() and not _process_alive(int(pid)):
-            shutil.rmtree(leftover, ignore_errors=True)
+            if leftover.is_dir() and not leftover.is_symlink():
+                shutil.rmtree(leftover, ignore_errors=True)
+            else:
+                leftover.unlink(missing_ok=True)
 
 
 def atomic_replace_dir(path: str | Path, write: Callable[[Path], None]) -> Path:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import math
 import shutil
 import sys
@@ -43,7 +44,26 @@ def resume_checkpoint(checkpoint_dir: str | Path, mode: str | bool) -> str | Non
         print(f"[counsel-align] removing {', '.join(p.name for p in cut_short)} under {folder}: no {TRAINER_STATE} "
               "(cut short while saving)", file=sys.stderr, flush=True)
     _remove(cut_short)
+    if last is not None and _is_final(last):
+        # The run was killed after its last step was saved, before the stage finished. The Trainer resumed from its
+        # final checkpoint trains one step too many (the rerun's weights differ from an uninterrupted run's), so
+        # the last save_steps steps are trained again from the checkpoint before it.
+        if is_main_process():
+            print(f"[counsel-align] {last.name} under {folder} is the final step: resuming from the checkpoint "
+                  "before it", file=sys.stderr, flush=True)
+        _remove([last])
+        earlier = [path for path in complete if path != last]
+        last = earlier[-1] if earlier else None
     return str(last) if last else None
+
+
+def _is_final(checkpoint: Path) -> bool:
+    """Whether the checkpoint was saved at the run's last step (its trainer state says training was over)."""
+    try:
+        state = json.loads((checkpoint / TRAINER_STATE).read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError):
+        return False
+    return 0 < int(state.get("max_steps") or 0) <= int(state.get("global_step") or 0)
 
 
 def _step_of(path: Path) -> int:

@@ -3,20 +3,27 @@ uninterrupted run (issue 13). See tests/kill_resume.py for the kill points and w
 
 from __future__ import annotations
 
+import json
+import os
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 
 from recipes import pipeline
+from rewards.artifacts import atomic_write_text
+from rewards.checkpointing import resume_checkpoint
 from tests.conftest import tiny_overrides
-from tests.kill_resume import compare_stage_dirs, copy_upstream, kill_then_rerun
+from tests.kill_resume import KILL_ENV, PROJECT_ROOT, compare_stage_dirs, copy_upstream, kill_then_rerun
 
 RUN = "t"
 
 # A few points in the default suite: a journal part-way, a folder swap cut between its two renames, a training
 # stage killed right after a checkpoint (the rerun resumes from it and must train to the same weights).
-QUICK = [("generate", "journal.append:1"), ("pairs", "atomic.swap:1"), ("dpo", "checkpoint.saved:1")]
+# A training stage killed after its final checkpoint, before its manifest, must not train a step too many.
+QUICK = [("generate", "journal.append:1"), ("pairs", "atomic.swap:1"), ("dpo", "manifest.write:1")]
 
 # Every pipeline stage at each kind of point it reaches (counts from an uninterrupted tiny run): first and last
 # journal batch, an atomic file write, a dataset folder written but not swapped in, the swap cut between renames,
@@ -29,7 +36,8 @@ FULL = [
     ("pairs", "atomic.write:1"), ("pairs", "atomic.dir:1"), ("pairs", "manifest.write:1"),
     ("reward", "train.step:1"), ("reward", "checkpoint.saved:2"), ("reward", "checkpoint.saved:5"),
     ("reward", "atomic.dir:1"), ("reward", "atomic.swap:1"), ("reward", "manifest.write:1"),
-    ("dpo", "train.step:1"), ("dpo", "checkpoint.saved:3"), ("dpo", "atomic.swap:1"), ("dpo", "manifest.write:1"),
+    ("dpo", "train.step:1"), ("dpo", "checkpoint.saved:1"), ("dpo", "checkpoint.saved:3"), ("dpo", "atomic.swap:1"),
+    ("dpo", "manifest.write:1"),
     ("evaluate", "atomic.write:1"), ("evaluate", "atomic.dir:1"), ("evaluate", "atomic.swap:1"),
     ("evaluate", "manifest.write:1"),
     ("report", "atomic.write:1"), ("report", "atomic.write:14"), ("report", "manifest.write:1"),
@@ -73,3 +81,25 @@ def test_killed_stage_reruns_to_the_same_outputs(reference, stage, kill_at):
 @pytest.mark.parametrize(("stage", "kill_at"), FULL, ids=[f"{s}-{k}" for s, k in FULL])
 def test_every_stage_killed_anywhere_reruns_to_the_same_outputs(reference, stage, kill_at):
     check_kill(reference, stage, kill_at)
+
+
+def test_a_temp_file_left_by_a_killed_atomic_write_is_removed_by_the_next_write(tmp_path):
+    target = tmp_path / "metrics.json"
+    code = f"from rewards.artifacts import atomic_write_text; atomic_write_text({str(target)!r}, 'new')"
+    env = {**os.environ, KILL_ENV: "atomic.write:1"}
+    killed = subprocess.run([sys.executable, "-c", code], cwd=PROJECT_ROOT, env=env)
+    assert killed.returncode == -9 and not target.exists()
+    assert [p.name for p in tmp_path.iterdir()]  # the killed writer's temp file
+    atomic_write_text(target, "new")
+    assert [p.name for p in tmp_path.iterdir()] == ["metrics.json"]
+
+
+def test_resume_skips_a_final_checkpoint_and_resumes_from_the_one_before(tmp_path):
+    """Resumed from the checkpoint of its last step, the Trainer trains one step too many (kill before manifest)."""
+    for step in (2, 4):
+        (tmp_path / f"checkpoint-{step}").mkdir()
+        (tmp_path / f"checkpoint-{step}" / "trainer_state.json").write_text(json.dumps({"global_step": step,
+                                                                                        "max_steps": 4}))
+    assert resume_checkpoint(tmp_path, "auto") == str(tmp_path / "checkpoint-2")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["checkpoint-2"]
+    assert resume_checkpoint(tmp_path, "true") == str(tmp_path / "checkpoint-2")  # an unfinished one is kept
