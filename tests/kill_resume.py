@@ -3,7 +3,9 @@ and compare the two stage folders file by file.
 
 Kill points are deterministic: ``rewards.artifacts.kill_point(label)`` kills the process at the n-th time it reaches
 ``label`` when ``COUNSEL_ALIGN_KILL_AT=<label>:<n>`` is set, and lists every label it reaches in
-``COUNSEL_ALIGN_KILL_LOG``. Stages run as subprocesses of ``python -m recipes.cli``, as a user would run them.
+``COUNSEL_ALIGN_KILL_LOG``. Stages run as subprocesses of ``python -m recipes.cli``, as a user would run them, with
+``PYTHONHASHSEED=0``: peft and TRL write sets (``target_modules``, model card tags) as lists in string-hash order,
+which otherwise differs between any two processes, killed or not.
 """
 
 from __future__ import annotations
@@ -26,11 +28,16 @@ KILL_ENV = "COUNSEL_ALIGN_KILL_AT"
 LOG_ENV = "COUNSEL_ALIGN_KILL_LOG"
 
 # Values that legitimately differ between an uninterrupted run and a killed-then-rerun one: clock times and
-# durations, and whether the training resumed from a checkpoint. Dropped wherever they occur in these JSON files.
+# durations, and whether the training resumed from a checkpoint. A resumed Trainer's ``train_loss`` averages only the
+# steps trained after the resume, and TRL's ``num_tokens`` counts only the tokens seen since (neither is in the
+# checkpoint); the weights, optimizer, scheduler and RNG states are compared byte for byte. Dropped wherever they occur
+# in these JSON files.
 RUN_DEPENDENT_KEYS = frozenset({"finished_at", "wall_seconds", "trained_at", "exported_at", "resumed_from_step",
-                                "train_runtime", "train_samples_per_second", "train_steps_per_second"})
+                                "train_runtime", "train_samples_per_second", "train_steps_per_second",
+                                "train_loss", "num_tokens"})
 JSON_WITH_RUN_DEPENDENT_KEYS = frozenset({"manifest.json", "model_card.json", "reward_config.json",
-                                          "log_history.json", "metrics.json", "adapter_config.json"})
+                                          "log_history.json", "metrics.json", "adapter_config.json",
+                                          "trainer_state.json"})
 # peft saves ``target_modules`` (a set) as a list in string-hash order, which differs between any two processes.
 SET_VALUED_KEYS = frozenset({"target_modules"})
 # Text files that render those values (model cards): lines naming one of the keys are skipped.
@@ -48,7 +55,7 @@ class StageRun:
 
 def stage_env(extra: dict[str, str] | None = None) -> dict[str, str]:
     env = {key: value for key, value in os.environ.items() if key not in (KILL_ENV, LOG_ENV)}
-    env.update({"OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "WANDB_MODE": "disabled",
+    env.update({"PYTHONHASHSEED": "0", "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "WANDB_MODE": "disabled",
                 "TOKENIZERS_PARALLELISM": "false", "PYTHONPATH": str(PROJECT_ROOT)})
     env.update(extra or {})
     return env

@@ -12,11 +12,10 @@ from pathlib import Path
 
 import pytest
 
-from recipes import pipeline
 from rewards.artifacts import atomic_write_text
 from rewards.checkpointing import resume_checkpoint
 from tests.conftest import tiny_overrides
-from tests.kill_resume import KILL_ENV, PROJECT_ROOT, compare_stage_dirs, copy_upstream, kill_then_rerun
+from tests.kill_resume import KILL_ENV, PROJECT_ROOT, compare_stage_dirs, copy_upstream, kill_then_rerun, run_ok
 
 RUN = "t"
 
@@ -55,7 +54,7 @@ def reference(tmp_path_factory, tiny_model_dir) -> tuple[Path, list[str]]:
     """An uninterrupted pipeline run, moved aside; trials run at the same path (paths are written into outputs)."""
     base = tmp_path_factory.mktemp("kill")
     args = overrides(tiny_model_dir, base / "out")
-    assert pipeline.main(args) == 0
+    run_ok("pipeline", args)  # a subprocess too: the same hash seed as the trials (see tests/kill_resume.py)
     (base / "out").rename(base / "ref")
     return base, args
 
