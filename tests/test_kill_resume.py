@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from rewards.artifacts import atomic_write_text
+from rewards.artifacts import atomic_write_text, sha256_tree
 from rewards.checkpointing import resume_checkpoint
 from tests.conftest import tiny_overrides
 from tests.kill_resume import KILL_ENV, PROJECT_ROOT, compare_stage_dirs, copy_upstream, kill_then_rerun, run_ok
@@ -71,6 +71,12 @@ def check_kill(reference: tuple[Path, list[str]], stage: str, kill_at: str) -> N
         shutil.rmtree(base / "out", ignore_errors=True)
 
 
+def test_reading_stages_leave_the_pairs_folder_as_its_manifest_hashed_it(reference):
+    pairs = reference[0] / "ref" / RUN / "pairs"
+    assert not list(pairs.rglob("cache-*.arrow"))  # reward and dpo wrote their map caches there
+    assert sha256_tree(pairs) == json.loads((pairs / "manifest.json").read_text())["outputs_sha256"]
+
+
 @pytest.mark.parametrize(("stage", "kill_at"), QUICK, ids=[f"{s}-{k}" for s, k in QUICK])
 def test_killed_stage_reruns_to_the_same_outputs(reference, stage, kill_at):
     check_kill(reference, stage, kill_at)
@@ -84,7 +90,7 @@ def test_every_stage_killed_anywhere_reruns_to_the_same_outputs(reference, stage
 
 def test_a_temp_file_left_by_a_killed_atomic_write_is_removed_by_the_next_write(tmp_path):
     target = tmp_path / "metrics.json"
-    code = f"from rewards.artifacts import atomic_write_text; atomic_write_text({str(target)!r}, 'new')"
+    code = f"from rewards.artifacts import atomic_write_text, sha256_tree; atomic_write_text({str(target)!r}, 'new')"
     env = {**os.environ, KILL_ENV: "atomic.write:1"}
     killed = subprocess.run([sys.executable, "-c", code], cwd=PROJECT_ROOT, env=env)
     assert killed.returncode == -9 and not target.exists()
