@@ -42,6 +42,21 @@ FULL = [
     ("report", "atomic.write:1"), ("report", "atomic.write:14"), ("report", "manifest.write:1"),
 ]
 
+# Training stages outside the pipeline: before any checkpoint, right after one, after the final one.
+EXTRA = [
+    ("sft", "train.step:1"), ("sft", "checkpoint.saved:1"), ("sft", "manifest.write:1"),
+    ("kto", "train.step:1"), ("kto", "checkpoint.saved:1"), ("kto", "manifest.write:1"),
+    ("grpo", "train.step:1"), ("grpo", "checkpoint.saved:1"), ("grpo", "manifest.write:1"),
+]
+
+
+def extra_overrides(stage: str, human_csv: Path) -> list[str]:
+    """What makes a stage outside the pipeline tiny: 4 steps, a checkpoint every 2."""
+    if stage in ("sft", "kto"):
+        small = ["max_steps=4", "per_device_train_batch_size=2", "max_length=128", "save_steps=2", "logging_steps=1"]
+        return [f"{stage}.data.source={human_csv}", *[f"{stage}.{o}" for o in small]]
+    return ["train=grpo", "train.max_steps=4", "train.num_generations=2", "train.max_completion_length=8"]
+
 
 def overrides(model_dir: Path, output_root: Path) -> list[str]:
     # Checkpoints every 2 steps, so that training stages are killed between checkpoints and resume from one.
@@ -57,6 +72,23 @@ def reference(tmp_path_factory, tiny_model_dir) -> tuple[Path, list[str]]:
     run_ok("pipeline", args)  # a subprocess too: the same hash seed as the trials (see tests/kill_resume.py)
     (base / "out").rename(base / "ref")
     return base, args
+
+
+@pytest.fixture(scope="module")
+def extra_reference(reference) -> tuple[Path, dict[str, list[str]]]:
+    """The reference run with sft, kto and grpo added, each with its own overrides."""
+    from tests.human_data import write_counselchat_like
+
+    base, args = reference
+    human_csv = write_counselchat_like(base / "counselchat.csv")
+    stage_args = {stage: [*args, *extra_overrides(stage, human_csv)] for stage in ("sft", "kto", "grpo")}
+    (base / "ref").rename(base / "out")
+    try:
+        for stage, command in stage_args.items():
+            run_ok(stage, command)
+    finally:
+        (base / "out").rename(base / "ref")
+    return base, stage_args
 
 
 def check_kill(reference: tuple[Path, list[str]], stage: str, kill_at: str) -> None:
@@ -108,3 +140,10 @@ def test_resume_skips_a_final_checkpoint_and_resumes_from_the_one_before(tmp_pat
     assert resume_checkpoint(tmp_path, "auto") == str(tmp_path / "checkpoint-2")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["checkpoint-2"]
     assert resume_checkpoint(tmp_path, "true") == str(tmp_path / "checkpoint-2")  # an unfinished one is kept
+
+
+@pytest.mark.multiprocess
+@pytest.mark.parametrize(("stage", "kill_at"), EXTRA, ids=[f"{s}-{k}" for s, k in EXTRA])
+def test_training_stages_outside_the_pipeline_killed_rerun_to_the_same_outputs(extra_reference, stage, kill_at):
+    base, stage_args = extra_reference
+    check_kill((base, stage_args[stage]), stage, kill_at)
