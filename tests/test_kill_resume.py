@@ -50,12 +50,14 @@ EXTRA = [
 ]
 
 
-def extra_overrides(stage: str, human_csv: Path) -> list[str]:
-    """What makes a stage outside the pipeline tiny: 4 steps, a checkpoint every 2."""
+def extra_overrides(stage: str, human_csv: Path, args: list[str]) -> list[str]:
+    """The pipeline's overrides made to fit a stage outside it: 4 steps, a checkpoint every 2."""
     if stage in ("sft", "kto"):
         small = ["max_steps=4", "per_device_train_batch_size=2", "max_length=128", "save_steps=2", "logging_steps=1"]
-        return [f"{stage}.data.source={human_csv}", *[f"{stage}.{o}" for o in small]]
-    return ["train=grpo", "train.max_steps=4", "train.num_generations=2", "train.max_completion_length=8"]
+        return [*args, f"{stage}.data.source={human_csv}", *[f"{stage}.{o}" for o in small]]
+    return [*[o for o in args if not o.startswith("train.")], "train=grpo", "train.max_steps=4",
+            "train.num_generations=2", "train.per_device_train_batch_size=2", "train.max_completion_length=8",
+            "train.save_steps=2"]
 
 
 def overrides(model_dir: Path, output_root: Path) -> list[str]:
@@ -81,7 +83,7 @@ def extra_reference(reference) -> tuple[Path, dict[str, list[str]]]:
 
     base, args = reference
     human_csv = write_counselchat_like(base / "counselchat.csv")
-    stage_args = {stage: [*args, *extra_overrides(stage, human_csv)] for stage in ("sft", "kto", "grpo")}
+    stage_args = {stage: extra_overrides(stage, human_csv, args) for stage in ("sft", "kto", "grpo")}
     (base / "ref").rename(base / "out")
     try:
         for stage, command in stage_args.items():
