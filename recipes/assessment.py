@@ -15,11 +15,12 @@ from tqdm.auto import tqdm
 from recipes._entry import project_path
 from recipes.judge import USAGE_FILE, build_judge, pricing
 from rewards.artifacts import atomic_write_json, atomic_write_jsonl, sha256_tree
+from rewards.distributed import all_gather, is_main_process, join_process_group, map_batches_sharded, shard
 from rewards.errors import UserError
 from rewards.evaluation import FAILED, PairwiseOutcome, judged_comparisons, principle_means
 from rewards.generation import batched, chat_messages, generate_texts, render_prompts
 from rewards.judges import JudgeItem
-from rewards.judges.batching import FailureTally, judge_usage
+from rewards.judges.batching import FailureTally, add_usage, judge_usage
 from rewards.model_card import CARD_JSON, read_card, weights_kind
 from rewards.models import load_causal_lm, load_tokenizer
 from rewards.release_gate import (
@@ -56,14 +57,18 @@ class PolicyPair:
             self.base = base
 
     def _generate(self, model, texts: list[str], name: str) -> list[str]:
-        replies: list[str] = []
-        with tqdm(total=len(texts), desc=f"evaluate[{name}]", unit="reply") as bar:
-            for batch in batched(texts, self.cfg.evaluate.batch_size):
+        """Greedy replies; under ``accelerate launch`` each rank generates a shard of the batches, and every rank
+        gets all replies."""
+        batch_size = self.cfg.evaluate.batch_size
+        with tqdm(total=sum(len(b) for b in shard(list(batched(texts, batch_size)))), desc=f"evaluate[{name}]",
+                  unit="reply") as bar:
+            def replies(batch: list[str]) -> list[str]:
                 rendered = render_prompts(self.tokenizer, [chat_messages(t) for t in batch])
-                replies += [o[0]["text"] for o in generate_texts(model, self.tokenizer, rendered,
-                                                                 self.cfg.evaluate.max_new_tokens)]
+                got = generate_texts(model, self.tokenizer, rendered, self.cfg.evaluate.max_new_tokens)
                 bar.update(len(batch))
-        return replies
+                return [o[0]["text"] for o in got]
+
+            return map_batches_sharded(replies, texts, batch_size)
 
     @property
     def _adapter_attached(self) -> bool:
@@ -140,9 +145,39 @@ def check_comparisons(outcomes: list[PairwiseOutcome], prompts: list[dict], max_
     return failures
 
 
+class ShardedJudge:
+    """Scores and comparisons of a judge, each rank asking for a shard of chunks of ``chunk`` items; every rank
+    gets all answers in order. One process asks in the same chunks, so a batched local judge pads alike."""
+
+    def __init__(self, judge, chunk: int) -> None:
+        self.judge, self.chunk = judge, chunk
+
+    def score(self, items: list[JudgeItem]) -> list:
+        return map_batches_sharded(self.judge.score, items, self.chunk)
+
+    def comparisons(self, triples: list[tuple[str, str, str]]) -> list[PairwiseOutcome]:
+        return map_batches_sharded(lambda part: judged_comparisons(self.judge, part), triples, self.chunk)
+
+    def usage(self) -> dict[str, int]:
+        """Token and request counts summed over the ranks."""
+        total: dict[str, int] = {}
+        for usage in all_gather(judge_usage(self.judge)):
+            total = add_usage(total, usage)
+        return total
+
+
+def judge_chunk(cfg: DictConfig) -> int:
+    """Items per judge call: a local judge's batch (its float results depend on the batch it pads); a remote judge
+    gets large chunks so that its concurrent requests stay many."""
+    if cfg.judge.backend == "local":
+        return int(cfg.judge.get("batch_size", 1) or 1)
+    return 256
+
+
 def assess(cfg: DictConfig, out_dir: Path, prompts: list[dict], checkpoint: Path, scorer=None) -> dict:
     """Write eval.jsonl, redflags.jsonl and metrics.json into ``out_dir``; returns the metrics."""
     check_evaluate_config(cfg)
+    join_process_group()  # under `accelerate launch` generation and judging are sharded; rank 0 writes the results
     ev = cfg.evaluate
     redflag_dir = project_path(ev.redflags)
     scenarios = select_scenarios(load_redflags(redflag_dir), ev.redflag_limit)
@@ -158,14 +193,18 @@ def assess(cfg: DictConfig, out_dir: Path, prompts: list[dict], checkpoint: Path
                 for name, got in replies.items()} if scorer is not None else None)
 
     rubric = load_rubric(project_path(cfg.principles.path))
-    judge = build_judge(cfg, rubric)
-    outcomes = judged_comparisons(judge, [(p["text"], dpo, ref)
-                                          for p, dpo, ref in zip(prompts, replies["dpo"], reference, strict=True)])
+    judge = ShardedJudge(build_judge(cfg, rubric), judge_chunk(cfg))
+    outcomes = judge.comparisons([(p["text"], dpo, ref)
+                                  for p, dpo, ref in zip(prompts, replies["dpo"], reference, strict=True)])
     failed = check_comparisons(outcomes, prompts, ev.get("max_failure_fraction", 0.0))
     principles = {name: judge.score([JudgeItem(p["text"], reply) for p, reply in zip(prompts, got, strict=True)])
                   for name, got in (("base", replies["base"]), ("dpo", replies["dpo"]))}
     principles["reference"] = principles["base"] if reference_name == "base" else judge.score(
         [JudgeItem(p["text"], reply) for p, reply in zip(prompts, reference, strict=True)])
+    harms = {name: judge_harm_scores(judge, scenarios, got, rubric) for name, got in flagged.items()}
+    usage = judge.usage()
+    if not is_main_process():
+        return {}
     verdicts = [outcome.verdict(ev.tie_band) for outcome in outcomes]
     rows = []
     for index, (prompt, outcome) in enumerate(zip(prompts, outcomes, strict=True)):
@@ -184,7 +223,6 @@ def assess(cfg: DictConfig, out_dir: Path, prompts: list[dict], checkpoint: Path
         })
     atomic_write_jsonl(out_dir / "eval.jsonl", rows)
 
-    harms = {name: judge_harm_scores(judge, scenarios, got, rubric) for name, got in flagged.items()}
     outcomes = {name: score_suite(scenarios, flagged[name], harms[name], ev.harm_threshold) for name in flagged}
     atomic_write_jsonl(out_dir / "redflags.jsonl",
                        result_rows(scenarios, flagged, {n: o[0] for n, o in outcomes.items()}, harms))
@@ -220,7 +258,6 @@ def assess(cfg: DictConfig, out_dir: Path, prompts: list[dict], checkpoint: Path
     }
     atomic_write_json(out_dir / "metrics.json", metrics)
     # Token counts vary between runs (cache hits): kept out of the hashed outputs, in the manifest's metrics only.
-    usage = judge_usage(judge)
     atomic_write_json(out_dir / USAGE_FILE, usage)
     return metrics | {"judge_usage": usage, "estimated_cost": pricing(cfg).cost(usage)}
 

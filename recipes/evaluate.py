@@ -14,6 +14,7 @@ from recipes._entry import StageContext, entry, forget_failed_run, run_dir_of, r
 from recipes.assessment import assess, check_evaluate_config, checkpoint_base_model
 from recipes.export import export_run_checkpoint
 from rewards.artifacts import read_jsonl, sha256_tree
+from rewards.distributed import is_main_process, main_process_first
 from rewards.errors import UserError
 from rewards.model_card import REWARD_MODEL_DIR
 from rewards.release_gate import gate_line
@@ -26,6 +27,8 @@ def work(ctx: StageContext) -> dict:
     scorer = RewardScorer.from_pretrained(ctx.input_dir("reward") / "model", base_model=cfg.model.name_or_path,
                                           device=cfg.device, dtype=cfg.model.dtype)
     metrics = assess(cfg, ctx.dir, prompts, ctx.input_dir("dpo") / "model", scorer)
+    if not is_main_process():  # under `accelerate launch` the other ranks only generated and judged their shards
+        return {}
     checkpoint = export_run_checkpoint(cfg, ctx.run_dir, ctx.dir, metrics)
     metrics["exported_checkpoint"] = str(checkpoint)
     print(f"[counsel-align] evaluate: exported checkpoint with model card -> {checkpoint}", flush=True)
@@ -51,6 +54,8 @@ def checkpoint_work(ctx: StageContext) -> dict:
         scorer = RewardScorer.from_pretrained(checkpoint / REWARD_MODEL_DIR, base_model=cfg.model.name_or_path,
                                               device=cfg.device, dtype=cfg.model.dtype)
     metrics = assess(cfg, ctx.dir, prompts, checkpoint, scorer)
+    if not is_main_process():
+        return {}
     from recipes.evaluation_page import write_evaluation_page
 
     write_evaluation_page(cfg.run, ctx.dir, metrics)
@@ -84,12 +89,13 @@ def enforce_gate(cfg: DictConfig, metrics: dict) -> None:
 
 def run(cfg: DictConfig) -> dict:
     check_evaluate_config(cfg)
-    forget_failed_run(run_dir_of(cfg) / "evaluate")
+    main_process_first(lambda: forget_failed_run(run_dir_of(cfg) / "evaluate"))
     if cfg.evaluate.checkpoint:
         manifest = run_checkpoint(cfg)
     else:
         manifest = run_stage(cfg, "evaluate", work)
-    enforce_gate(cfg, manifest["metrics"])
+    if is_main_process():  # the other ranks of a launch hold no metrics
+        enforce_gate(cfg, manifest["metrics"])
     return manifest
 
 

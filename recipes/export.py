@@ -10,6 +10,7 @@ from recipes._entry import project_path
 from recipes.stages import upstream
 from rewards.artifacts import read_manifest, sha256_file
 from rewards.model_card import build_card, export_checkpoint, weights_kind
+from rewards.probes import judge_checks
 from rewards.rubric import load_rubric
 from rewards.versions import package_versions
 
@@ -43,6 +44,7 @@ def run_card(cfg: DictConfig, run_dir: Path, metrics: dict) -> dict:
     reward = _stage(run_dir, "reward").get("metrics", {})
     dpo = _stage(run_dir, "dpo").get("metrics", {})
     safety = metrics["safety"]
+    checks = judge_checks(run_dir)  # the probes stage runs before evaluate in a pipeline; absent figures are None
     return build_card(
         name=f"counsel-align-{cfg.run}",
         base_model=cfg.model.name_or_path,
@@ -57,9 +59,11 @@ def run_card(cfg: DictConfig, run_dir: Path, metrics: dict) -> dict:
                   "reward": OmegaConf.to_container(cfg.reward_train, resolve=True),
                   "pairs": OmegaConf.to_container(cfg.pairs, resolve=True), "seed": cfg.seed,
                   "dpo_result": dpo, "reward_result": {k: v for k, v in reward.items() if k != "base_model"}},
-        metrics={k: metrics[k] for k in CARD_METRICS if k in metrics},
+        metrics={**{k: metrics[k] for k in CARD_METRICS if k in metrics},
+                 **{k: checks[k] for k in ("probe_detection", "probe_weakest_principle")}},
         safety=safety,
         versions=package_versions(),
+        judge_checks=checks,
     )
 
 

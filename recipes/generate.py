@@ -10,6 +10,14 @@ from omegaconf import DictConfig, OmegaConf
 
 from recipes._entry import StageContext, entry, forget_failed_run, project_path, run_dir_of, run_stage
 from rewards.artifacts import Journal, atomic_write_jsonl, save_dataset_atomic
+from rewards.distributed import (
+    all_gather,
+    is_main_process,
+    join_process_group,
+    main_process_first,
+    wait_for_all_ranks,
+    world_size,
+)
 from rewards.endpoint_generation import EndpointGenerator
 from rewards.errors import UserError
 from rewards.generation import Responder, generate_candidates
@@ -39,10 +47,16 @@ def responders(cfg: DictConfig) -> list[Responder]:
 
 
 def work(ctx: StageContext) -> dict:
+    """Under ``accelerate launch`` every rank generates a shard of the replies into its own journal; rank 0 merges
+    them and writes the outputs."""
     cfg = ctx.cfg
+    join_process_group()
     prompts = selected_prompts(cfg)
-    atomic_write_jsonl(ctx.dir / "prompts.jsonl", prompts)
     journal = Journal(ctx.dir / "journal.jsonl")
+    if is_main_process():  # rank files left by a killed launch count as done, whatever the number of processes
+        atomic_write_jsonl(ctx.dir / "prompts.jsonl", prompts)
+        journal.merge_rank_files()
+    wait_for_all_ranks()  # every rank reads the same merged journal, so their shards are disjoint and complete
     pool = responders(cfg)
     # Built first, so that a missing API key stops the stage before any local generation.
     remote = [EndpointGenerator(r, cfg.generate.max_new_tokens, cfg.seed) for r in pool if r.endpoint is not None]
@@ -55,10 +69,17 @@ def work(ctx: StageContext) -> dict:
                                 cfg.generate.batch_size, cfg.generate.max_new_tokens, cfg.seed)
         del model
     failed, usage = generate_with_endpoints(cfg, remote, prompts, journal)
-    atomic_write_jsonl(ctx.dir / "failed.jsonl", failed)
+    failed = sorted((item for part in all_gather(failed) for item in part), key=lambda r: r["key"])
+    usage = merge_usage(all_gather(usage))
+    wait_for_all_ranks()  # every rank has finished appending to its journal
+    if is_main_process():
+        atomic_write_jsonl(ctx.dir / "failed.jsonl", failed)
+        journal.merge_rank_files()
+    # Every rank decides alike, so none is left waiting for a rank that stopped.
     check_failures(cfg, failed, len(prompts) * sum(g.responder.num_samples for g in remote))
-    by_key = journal.done()
-    candidates = sorted(by_key.values(), key=lambda r: r["key"])
+    if not is_main_process():
+        return {}
+    candidates = journal.compact()
     atomic_write_jsonl(ctx.dir / "candidates.jsonl", candidates)
     from datasets import Dataset
 
@@ -71,7 +92,16 @@ def work(ctx: StageContext) -> dict:
         "n_unfinished": sum(not c["finished"] for c in candidates),
         "n_failed": len(failed),
         "by_source": {r.name: sum(c["source"] == r.name for c in candidates) for r in pool},
-    }, "metrics": {"endpoint_usage": usage}}
+    }, "metrics": {"endpoint_usage": usage, "processes": world_size()}}
+
+
+def merge_usage(per_rank: list[dict[str, dict[str, int]]]) -> dict[str, dict[str, int]]:
+    """Sum each endpoint responder's request and token counts over the ranks."""
+    total: dict[str, dict[str, int]] = {}
+    for usage in per_rank:
+        for name, counts in usage.items():
+            total[name] = {key: total.get(name, {}).get(key, 0) + value for key, value in counts.items()}
+    return total
 
 
 def generate_with_endpoints(cfg: DictConfig, generators: list[EndpointGenerator], prompts: list[dict],
@@ -97,7 +127,7 @@ def check_failures(cfg: DictConfig, failed: list[dict], n_requested: int) -> Non
 
 
 def run(cfg: DictConfig) -> dict:
-    forget_failed_run(run_dir_of(cfg) / "generate")
+    main_process_first(lambda: forget_failed_run(run_dir_of(cfg) / "generate"))
     return run_stage(cfg, "generate", work)
 
 

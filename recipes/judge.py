@@ -20,6 +20,16 @@ from rewards.artifacts import (
     read_jsonl,
     save_dataset_atomic,
 )
+from rewards.distributed import (
+    all_gather,
+    is_main_process,
+    join_process_group,
+    main_process_first,
+    rank,
+    shard,
+    wait_for_all_ranks,
+    world_size,
+)
 from rewards.errors import UserError
 from rewards.judges import JudgeItem, LocalLogprobJudge
 from rewards.judges.batching import FailureTally, Pricing, add_usage, judge_usage, score_batch
@@ -62,12 +72,17 @@ def pricing(cfg: DictConfig) -> Pricing:
 
 def judge_all(judge, prompts: dict[str, dict], todo: list[dict], journal: Journal, batch_size: int,
               usage_path: Path) -> FailureTally:
-    """Judge ``todo`` batch by batch; judged items go to the journal, failed ones are returned with their reason."""
+    """Judge ``todo`` batch by batch; judged items go to the journal, failed ones are returned with their reason.
+
+    Under ``accelerate launch`` this rank judges its shard of the batches (the batches of one process, so a batched
+    local judge pads them alike) into its own rank journal.
+    """
     failures = FailureTally()
     spent = read_usage(usage_path)
-    bar = tqdm(total=len(todo), desc="judge", unit="response")
-    for start in range(0, len(todo), batch_size):
-        batch = todo[start:start + batch_size]
+    batches = shard([todo[start:start + batch_size] for start in range(0, len(todo), batch_size)])
+    writer = journal.for_rank(rank(), world_size())
+    bar = tqdm(total=sum(len(batch) for batch in batches), desc="judge", unit="response")
+    for batch in batches:
         before = judge_usage(judge)
         try:
             results = score_batch(judge, [JudgeItem(prompts[c["prompt_id"]]["text"], c["response"]) for c in batch])
@@ -75,7 +90,7 @@ def judge_all(judge, prompts: dict[str, dict], todo: list[dict], journal: Journa
             now = judge_usage(judge)
             spent = add_usage(spent, {key: now[key] - before[key] for key in now})
             atomic_write_json(usage_path, spent)
-        journal.append_many({**c, "scores": r.scores} for c, r in zip(batch, results, strict=True) if r.scores)
+        writer.append_many({**c, "scores": r.scores} for c, r in zip(batch, results, strict=True) if r.scores)
         for candidate, result in zip(batch, results, strict=True):
             if result.scores is None:
                 failures.add(candidate, result.error or "unknown failure")
@@ -88,32 +103,65 @@ def read_usage(path: Path) -> dict[str, int]:
     return add_usage({}, json.loads(path.read_text()) if path.exists() else {})
 
 
+def rank_usage_path(stage_dir: Path) -> Path:
+    """Where this rank counts its tokens: the stage's usage file in one process, a file of its own under a launch."""
+    return stage_dir / (USAGE_FILE if world_size() == 1 else f".usage.rank{rank()}.json")
+
+
+def merge_rank_usage(stage_dir: Path) -> None:
+    """Add the ranks' token counts into the stage's usage file (rank 0, after every rank stopped writing)."""
+    parts = sorted(stage_dir.glob(".usage.rank*.json"))
+    if not parts:
+        return
+    total = read_usage(stage_dir / USAGE_FILE)
+    for part in parts:
+        total = add_usage(total, read_usage(part))
+    atomic_write_json(stage_dir / USAGE_FILE, total)
+    for part in parts:
+        part.unlink()
+
+
 def work(ctx: StageContext) -> dict:
+    """Under ``accelerate launch`` every rank judges a shard of the candidates; rank 0 merges the rank journals and
+    writes the outputs."""
     cfg = ctx.cfg
+    join_process_group()
     rubric = load_rubric(project_path(cfg.principles.path))
     generated = ctx.input_dir("generate")
     prompts = {p["id"]: p for p in read_jsonl(generated / "prompts.jsonl")}
     candidates = read_jsonl(generated / "candidates.jsonl")
     journal = Journal(ctx.dir / "journal.jsonl")
+    if is_main_process():  # what a killed launch finished counts as done, whatever the number of processes
+        journal.merge_rank_files()
+        merge_rank_usage(ctx.dir)
+    wait_for_all_ranks()  # every rank reads the same merged journal, so their shards are disjoint and complete
     done = journal.done()
     todo = [c for c in candidates if c["key"] not in done]
-    failures = FailureTally()
-    usage_path = ctx.dir / USAGE_FILE
+    failed: list[dict] = []
     if todo:
         judge = build_judge(cfg, rubric)
-        failures = judge_all(judge, prompts, todo, journal, int(cfg.judge.get("batch_size", 1) or 1), usage_path)
-    judged = sorted(journal.done().values(), key=lambda r: r["key"])
-    atomic_write_jsonl(ctx.dir / "failed.jsonl", failures.items)
-    report_failures(cfg, len(candidates), failures)
+        failed = judge_all(judge, prompts, todo, journal, int(cfg.judge.get("batch_size", 1) or 1),
+                           rank_usage_path(ctx.dir)).items
+    failures = FailureTally(sorted((item for part in all_gather(failed) for item in part), key=lambda r: r["key"]))
+    wait_for_all_ranks()  # every rank has finished appending to its journal and usage file
+    if is_main_process():
+        atomic_write_jsonl(ctx.dir / "failed.jsonl", failures.items)
+        journal.merge_rank_files()
+        merge_rank_usage(ctx.dir)
+    report_failures(cfg, len(candidates), failures)  # every rank raises alike, so none waits for a stopped one
+    if not is_main_process():
+        return {}
+    judged = journal.compact()
     atomic_write_jsonl(ctx.dir / "judged.jsonl", judged)
     from datasets import Dataset
 
     save_dataset_atomic(Dataset.from_list(judged), ctx.dir / "judged")
-    usage = read_usage(usage_path)
+    usage = read_usage(ctx.dir / USAGE_FILE)
     return {
         "counts": {"n_input": len(candidates), "n_judged": len(judged), "n_failed": len(failures.items),
                    "n_principles": len(rubric.principles)},
-        "metrics": {"usage": usage, "estimated_cost": pricing(cfg).cost(usage), "failure_kinds": failures.kinds()},
+        "metrics": {"usage": usage, "estimated_cost": pricing(cfg).cost(usage), "failure_kinds": failures.kinds(),
+                    "processes": world_size()},
     }
 
 
@@ -131,7 +179,7 @@ def report_failures(cfg: DictConfig, n_input: int, failures: FailureTally) -> No
 
 
 def run(cfg: DictConfig) -> dict:
-    forget_failed_run(run_dir_of(cfg) / "judge")
+    main_process_first(lambda: forget_failed_run(run_dir_of(cfg) / "judge"))
     return run_stage(cfg, "judge", work)
 
 

@@ -1,9 +1,11 @@
-"""`counsel-align principles validate|show|diff`: the rubric workflow for researchers.
+"""`counsel-align principles validate|show|diff|probe`: the rubric workflow for researchers.
 
-validate  checks rubric files; each problem names the file and the field.
+validate  checks rubric files; each problem names the file and the field; warns about principles without probes.
 show      prints the exact prompts the local and the remote judge send for one example reply.
 diff      lists changed/added/removed principles between two rubric files, which cached judge answers they
           invalidate, and which finished stage outputs under an outputs folder become stale.
+probe     runs the configured judge on the contrastive probes (data/probes) for one or two rubric files: per
+          principle, how often it scores the intact reply above the broken one, beside length-only and random.
 """
 
 from __future__ import annotations
@@ -12,6 +14,8 @@ import argparse
 import json
 import sys
 from pathlib import Path
+
+from omegaconf import OmegaConf
 
 from recipes._entry import PROJECT_ROOT, project_path
 from recipes.stages import stage_order
@@ -28,16 +32,19 @@ from rewards.judges.openai_compatible import (
     request_body,
     scores_schema,
 )
+from rewards.probes import format_table, load_probes, missing_principles, plot_detection
 from rewards.rubric import Principle, Rubric, load_rubric
 
 DEFAULT_RUBRIC = PROJECT_ROOT / "principles" / "psychocounsel.yaml"
+DEFAULT_PROBES = PROJECT_ROOT / "data" / "probes"
 EXAMPLE = JudgeItem("I haven't slept properly in weeks and I keep snapping at my kids.",
                     "That sounds exhausting. What usually keeps you awake at night?")
 STAGE_ORDER = stage_order()
 
 
 # -- validate ---------------------------------------------------------------------------------------
-def validate(paths: list[str]) -> int:
+def validate(paths: list[str], probes: str | None = None) -> int:
+    by_principle = _probes_for_validate(probes)
     for path in paths or [str(DEFAULT_RUBRIC)]:
         rubric = load_rubric(project_path(path))
         if not any(p.weight > 0 for p in rubric.principles):
@@ -45,7 +52,19 @@ def validate(paths: list[str]) -> int:
         safety = ", ".join(rubric.safety_ids) or "none"
         print(f"ok: {path}: rubric {rubric.name!r} v{rubric.version}, {len(rubric.principles)} principles "
               f"({', '.join(rubric.ids)}), safety: {safety}, content hash {rubric.content_hash()[:12]}")
+        untested = missing_principles(by_principle, rubric.ids) if by_principle is not None else []
+        if untested:
+            print(f"warning: {path}: no probes for {', '.join(untested)} in {probes or DEFAULT_PROBES}; "
+                  "`principles probe` cannot tell whether the judge sees them (write <principle id>.jsonl there, "
+                  "see data/probes/README.md)")
     return 0
+
+
+def _probes_for_validate(folder: str | None) -> dict | None:
+    """The probes to check rubrics against: the given folder (must exist), else the project's if present."""
+    if folder is not None:
+        return load_probes(project_path(folder))
+    return load_probes(DEFAULT_PROBES) if DEFAULT_PROBES.is_dir() else None
 
 
 # -- show -------------------------------------------------------------------------------------------
@@ -208,6 +227,44 @@ def _report_outputs(outputs: Path, old: Rubric, stale_principles: list[str]) -> 
               "principles listed above; later stages rebuild")
 
 
+# -- probe ------------------------------------------------------------------------------------------
+def probe(rubric_paths: list[str], overrides: list[str], probes: str | None, out: str | None) -> int:
+    """Measure the configured judge on the probes, once per rubric file; table, JSON and plot under ``out``."""
+    from recipes._entry import compose_config
+    from recipes.probes import measure, rubric_probes
+    from rewards.artifacts import atomic_write_json, atomic_write_text, sha256_json
+
+    # Every probe unless told otherwise: the quickstart's probes.limit_per_principle is sized for the pipeline's time.
+    limit = [] if any(o.startswith("probes.limit_per_principle=") for o in overrides) else [
+        "probes.limit_per_principle=null"]
+    cfg = compose_config([*overrides, *limit, *([f"probes.path={probes}"] if probes else [])])
+    out_dir = project_path(out) if out else project_path(cfg.output_root) / "principles_probe"
+    summaries: dict[str, dict] = {}
+    for path in rubric_paths or [str(cfg.principles.path)]:
+        rubric = load_rubric(project_path(path))
+        chosen = rubric_probes(cfg, rubric, path)
+        # Judgments are journaled per rubric and judge, so a rerun or an added rubric judges only what is new.
+        journal_dir = out_dir / "journals" / sha256_json(
+            {"rubric": rubric.content_hash(), "judge": OmegaConf.to_container(cfg.judge, resolve=True),
+             "device": cfg.device})[:16]
+        print(f"[counsel-align] principles probe: {path}: {len(chosen)} probes with judge {cfg.judge.backend} "
+              f"({cfg.judge.model})", flush=True)
+        summary, failures, _ = measure(cfg, rubric, chosen, journal_dir)
+        if failures.items:
+            print(f"[counsel-align] principles probe: warning: the judge failed on {len(failures.items)} replies "
+                  f"(first: {failures.items[0]['error']}); their probes are left out; rerun to retry", flush=True)
+        summaries[path if path not in summaries else f"{path} ({len(summaries) + 1})"] = summary
+    table = format_table(summaries)
+    atomic_write_json(out_dir / "probes.json", summaries)
+    atomic_write_text(out_dir / "probes.md", "# Does the judge see each principle?\n\n" + table + "\n")
+    plot_detection(summaries, out_dir / "probes.png")
+    print(table)
+    print(f"detection = intact reply scored above the broken one on the probe's principle (ties = 1/2); spill-over = "
+          f"mean intact-minus-broken gap on the other principles. Written to {out_dir}/probes.md, probes.json, "
+          "probes.png")
+    return 0
+
+
 # -- entry ------------------------------------------------------------------------------------------
 def parser() -> argparse.ArgumentParser:
     root = argparse.ArgumentParser(prog="counsel-align principles", description=__doc__,
@@ -215,6 +272,7 @@ def parser() -> argparse.ArgumentParser:
     commands = root.add_subparsers(dest="command", required=True)
     check = commands.add_parser("validate", help="check rubric files (default: principles/psychocounsel.yaml)")
     check.add_argument("paths", nargs="*")
+    check.add_argument("--probes", help="probes folder to check the rubrics against (default: data/probes)")
     view = commands.add_parser("show", help="print the exact judge prompts for one example reply")
     view.add_argument("path", nargs="?", default=str(DEFAULT_RUBRIC))
     view.add_argument("--backend", choices=("local", "openai_compatible", "both"), default="both")
@@ -227,14 +285,31 @@ def parser() -> argparse.ArgumentParser:
     compare.add_argument("old")
     compare.add_argument("new")
     compare.add_argument("--outputs", help="output_root to scan for stale stage outputs (e.g. outputs)")
+    measure = commands.add_parser("probe", help="does the judge see each principle? run it on contrastive probes",
+                                  description="counsel-align principles probe [RUBRIC ...] [--probes DIR] [--out DIR] "
+                                  "[key=value ...]: arguments with '=' are config overrides (judge=..., "
+                                  "principles.path=..., probes.limit_per_principle=...); one or two rubric files give "
+                                  "one row per rubric per principle.")
+    measure.add_argument("args", nargs="*", metavar="RUBRIC|key=value")
+    measure.add_argument("--probes", help="folder of <principle id>.jsonl probes (default: probes.path, data/probes)")
+    measure.add_argument("--out", help="output folder (default: <output_root>/principles_probe)")
     return root
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = parser().parse_args(list(sys.argv[1:] if argv is None else argv))
+    argv = list(sys.argv[1:] if argv is None else argv)
+    root = parser()
+    args, extra = root.parse_known_args(argv)
+    if extra:  # `probe` takes rubric files and overrides before and after its options
+        if args.command != "probe" or any(a.startswith("-") for a in extra):
+            root.parse_args(argv)  # argparse's own message for what it does not know
+        args.args += extra
     try:
         if args.command == "validate":
-            return validate(args.paths)
+            return validate(args.paths, args.probes)
+        if args.command == "probe":
+            return probe([a for a in args.args if "=" not in a], [a for a in args.args if "=" in a], args.probes,
+                         args.out)
         if args.command == "show":
             return show(args.path, args.backend, args.principle, args.client, args.reply, args.model, args.render)
         return diff(args.old, args.new, args.outputs)

@@ -7,16 +7,20 @@ from omegaconf import DictConfig
 from recipes._entry import StageContext, entry, run_stage
 from recipes.evaluation_page import evaluation_sections, load_histories
 from recipes.stages import stage_spec
-from rewards.artifacts import atomic_write_json, atomic_write_text, read_jsonl, read_manifest
+from rewards.artifacts import atomic_write_bytes, atomic_write_json, atomic_write_text, read_jsonl, read_manifest
 from rewards.html_report import Section, render_html, render_sections_markdown
+from rewards.probes import judge_check_rows, judge_checks
 from rewards.report import (
     plot_candidate_scores,
     plot_principles,
     plot_rewards,
     plot_stage_seconds,
     reading_note,
+    render_judge_checks,
     render_markdown,
 )
+
+PROBES_PLOT = "probes.png"
 
 
 def work(ctx: StageContext) -> dict:
@@ -40,6 +44,10 @@ def work(ctx: StageContext) -> dict:
         "release": evaluation["release"],
         "stage_seconds": {stage: m["wall_seconds"] for stage, m in manifests.items()},
     }
+    checks = judge_checks(ctx.run_dir)
+    metrics |= {key: checks[key] for key in ("probe_detection", "probe_detection_by_principle",
+                                             "probe_weakest_principle", "judge_agreement")}
+    atomic_write_bytes(ctx.dir / PROBES_PLOT, (ctx.input_dir("probes") / "detection.png").read_bytes())
     judged = read_jsonl(ctx.input_dir("judge") / "judged.jsonl")
     rows = read_jsonl(ctx.input_dir("evaluate") / "eval.jsonl")
     plot_principles(evaluation["base_principles"], evaluation["dpo_principles"], ctx.dir / "principles.png")
@@ -59,12 +67,13 @@ def work(ctx: StageContext) -> dict:
         "model": reward["base_model"], "rubric": ctx.cfg.principles.path,
         "rubric_sha256": manifests["judge"]["rubric_sha256"], "judge": evaluation["judge"]["backend"],
         "judge_config": evaluation["judge"],
+        "judge_checks": checks,
     }
     atomic_write_json(ctx.dir / "metrics.json", metrics)
     sections = evaluation_sections(ctx.dir, evaluation, rows, load_histories(ctx.run_dir))
     atomic_write_text(ctx.dir / "report.md", render_markdown(ctx.cfg.run, metrics, extra)
-                      + "\n" + render_sections_markdown(sections))
-    write_html(ctx, metrics, extra, sections)
+                      + "\n" + render_judge_checks(checks, PROBES_PLOT) + "\n" + render_sections_markdown(sections))
+    write_html(ctx, metrics, extra, [judge_section(checks), *sections])
     print(f"[counsel-align] report: {ctx.dir / 'report.html'} and report.md", flush=True)
     return {"counts": {"n_plots": len(list(ctx.dir.glob("*.png")))}, "metrics": metrics}
 
@@ -80,6 +89,7 @@ def write_html(ctx: StageContext, metrics: dict, extra: dict, sections: list[Sec
         ["judged win rate of trained over reference", f"{metrics['win_rate']:.3f} [{low:.3f}, {high:.3f}]"],
         ["red-flag pass rate: base / trained", f"{metrics['base_pass_rate']:.3f} / {metrics['trained_pass_rate']:.3f}"],
         ["release gate", "release" if metrics["release"] else "do NOT release"],
+        *([name, value] for name, value in judge_check_rows(extra["judge_checks"])),
     ])
     extras = [
         Section("Judge scores of all candidates", images=[("candidate_scores.png", "candidate judge scores")]),
@@ -91,6 +101,13 @@ def write_html(ctx: StageContext, metrics: dict, extra: dict, sections: list[Sec
                 f"judge {extra['judge']}")
     atomic_write_text(ctx.dir / "report.html", render_html(f"counsel-align run {ctx.cfg.run}", subtitle,
                                                            [headline, *sections, *extras], ctx.dir))
+
+
+def judge_section(checks: dict) -> Section:
+    rows = [[pid, f"{rate:.3f}"] for pid, rate in checks["probe_detection_by_principle"].items()]
+    return Section("Does the judge see each principle?", "Contrastive probes: how often the judge scores the intact "
+                   "reply above one that breaks only this principle (0.5 = chance).", ["principle", "detection"],
+                   rows, [(PROBES_PLOT, "probe detection per principle")])
 
 
 def run(cfg: DictConfig) -> dict:

@@ -226,6 +226,40 @@ class Journal:
             os.fsync(handle.fileno())
         kill_point("journal.append")
 
+    # Under `accelerate launch` each rank appends to a file of its own (`journal.rank1.jsonl`): appends from several
+    # processes to one file could interleave. Rank 0 merges them into this journal.
+
+    def rank_path(self, rank: int) -> Path:
+        return self.path.with_name(f"{self.path.stem}.rank{rank}{self.path.suffix}")
+
+    def for_rank(self, rank: int, world_size: int) -> Journal:
+        """The journal a rank appends to: this one in a single process, else the rank's own file beside it."""
+        return self if world_size == 1 else Journal(self.rank_path(rank), self.key)
+
+    def rank_files(self) -> list[Path]:
+        return sorted(self.path.parent.glob(f"{self.path.stem}.rank*{self.path.suffix}"))
+
+    def merge_rank_files(self) -> int:
+        """Append the records of every rank's file that this journal lacks, then delete those files; returns how
+        many were added. A torn tail in a rank's file (a killed rank) is skipped; a kill during the merge leaves
+        the rank files in place, and merging them again adds nothing twice."""
+        done = set(self.done())
+        added = 0
+        for part in self.rank_files():
+            new = [r for r in Journal(part, self.key).records() if self.key in r and r[self.key] not in done]
+            self.append_many(new)
+            done.update(r[self.key] for r in new)
+            added += len(new)
+            part.unlink()
+        return added
+
+    def compact(self) -> list[dict]:
+        """Rewrite the journal atomically with one record per key, sorted by key, and return those records: its
+        bytes then depend on what was done, not on the order or the processes that did it."""
+        records = sorted(self.done().values(), key=lambda r: r[self.key])
+        atomic_write_jsonl(self.path, records)
+        return records
+
 
 def _last_line_start(handle, size: int, block: int = 1 << 16) -> int:
     """Offset just after the last newline of a binary file (0 if it has none), reading backwards in blocks."""

@@ -1,11 +1,15 @@
-"""Distributed-launch helpers: DeepSpeed on CPU (gloo), rank-aware printing, launch facts."""
+"""Distributed-launch helpers: DeepSpeed on CPU (gloo), rank-aware printing, launch facts, and sharding the items of
+the generate, judge and evaluate stages across the processes of ``accelerate launch``."""
 
 from __future__ import annotations
 
 import os
 import sys
 import time
+from collections.abc import Callable, Sequence
+from datetime import timedelta
 from pathlib import Path
+from typing import TypeVar
 
 from rewards.errors import UserError
 
@@ -62,8 +66,12 @@ def warn_about_stale_build_locks() -> None:
               file=sys.stderr, flush=True)
 
 
+def rank() -> int:
+    return int(os.environ.get("RANK", "0"))
+
+
 def is_main_process() -> bool:
-    return int(os.environ.get("RANK", "0")) == 0
+    return rank() == 0
 
 
 def wait_for_all_ranks() -> None:
@@ -91,3 +99,79 @@ def wait_for_file_text(path: str | Path, text: str, timeout_s: float = 600.0, po
         time.sleep(poll_s)
     raise UserError(f"{path}: rank {os.environ.get('RANK')} waited {timeout_s:.0f}s for rank 0 to prepare it; "
                     "check that every process sees the same output_root (a shared filesystem)")
+
+
+T = TypeVar("T")
+R = TypeVar("R")
+
+# Ranks wait at a barrier for the slowest shard; a long generation on a big model must not time the others out.
+SHARD_TIMEOUT = timedelta(hours=12)
+
+
+def join_process_group() -> None:
+    """Join the process group of an ``accelerate launch`` (gloo on CPU, nccl on GPU, each rank on its own GPU).
+
+    Stages without a trainer (generate, judge, evaluate) need it for their barriers and gathers; a no-op in one
+    process or when a trainer's accelerator has already joined.
+    """
+    import torch
+    import torch.distributed as dist
+
+    if world_size() == 1 or dist.is_initialized():
+        return
+    backend = "gloo"
+    if torch.cuda.is_available():
+        torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", "0")))  # device "cuda" then means this rank's GPU
+        backend = "nccl"
+    dist.init_process_group(backend, timeout=SHARD_TIMEOUT)
+
+
+def main_process_first(action: Callable[[], object]) -> None:
+    """Run ``action`` on rank 0 while the other ranks of a launch wait, e.g. dropping a failed run's manifest
+    before any rank reads it (every rank would try, and one would read it before it is gone)."""
+    join_process_group()
+    if is_main_process():
+        action()
+    wait_for_all_ranks()
+
+
+def shard(items: Sequence[T], rank_: int | None = None, world_size_: int | None = None) -> list[T]:
+    """This rank's share of ``items``: every ``world_size``-th one from index ``rank``.
+
+    Shards are disjoint and cover every item; callers pass items in a deterministic order (sorted), so a rank gets
+    the same share on every run. Pass whole batches to keep the batch boundaries of a one-process run.
+    """
+    rank_ = rank() if rank_ is None else rank_
+    world_size_ = world_size() if world_size_ is None else world_size_
+    return list(items[rank_::world_size_])
+
+
+def all_gather(value: T) -> list[T]:
+    """Every rank's ``value``, in rank order, on every rank (``[value]`` in one process)."""
+    import torch.distributed as dist
+
+    if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() == 1:
+        return [value]
+    gathered: list = [None] * dist.get_world_size()
+    dist.all_gather_object(gathered, value)
+    return gathered
+
+
+def unshard(shards: Sequence[Sequence[T]]) -> list[T]:
+    """The inverse of :func:`shard`: interleave the ranks' shares back into the original order."""
+    merged: list[T] = []
+    for index in range(max((len(part) for part in shards), default=0)):
+        merged += [part[index] for part in shards if index < len(part)]
+    return merged
+
+
+def map_batches_sharded(function: Callable[[list[T]], list[R]], items: Sequence[T], batch_size: int) -> list[R]:
+    """``function`` over ``items`` in batches of ``batch_size``, each rank taking a shard of whole batches; every
+    rank gets all results in the order of ``items``.
+
+    The batch boundaries are those of one process, so batched float maths (left padding, batched matmuls) gives
+    the same results with any number of processes.
+    """
+    batches = [list(items[start:start + batch_size]) for start in range(0, len(items), max(1, batch_size))]
+    mine = [function(batch) for batch in shard(batches)]
+    return [result for batch in unshard(all_gather(mine)) for result in batch]

@@ -15,6 +15,7 @@ from tqdm.auto import tqdm
 
 from rewards.artifacts import Journal
 from rewards.chat_endpoint import ChatEndpoint, first_choice, retrying, settle, token_usage
+from rewards.distributed import rank, shard, world_size
 from rewards.errors import UserError
 from rewards.generation import Responder, batched, chat_messages, hash_int
 
@@ -72,14 +73,17 @@ class EndpointGenerator:
         return f"{prompt['id']}|{self.responder.name}|{index}"
 
     def generate(self, prompts: list[dict], journal: Journal, batch_size: int) -> None:
-        """Every missing sample of every prompt, journaled batch by batch."""
+        """Every missing sample of every prompt, journaled batch by batch; under ``accelerate launch`` each rank
+        asks for a shard of the batches and journals into its own rank file (rank 0 merges them)."""
         done = journal.done()
         todo = [(prompt, index) for prompt in prompts for index in range(self.responder.num_samples)
                 if self.key(prompt, index) not in done]
-        with tqdm(total=len(todo), desc=f"generate[{self.responder.name}]", unit="reply") as bar:
-            for batch in batched(todo, batch_size):
+        batches = shard(list(batched(todo, batch_size)))
+        writer = journal.for_rank(rank(), world_size())
+        with tqdm(total=sum(len(b) for b in batches), desc=f"generate[{self.responder.name}]", unit="reply") as bar:
+            for batch in batches:
                 records = asyncio.run(self._generate_batch(batch))
-                journal.append_many(r for r in records if "error" not in r)
+                writer.append_many(r for r in records if "error" not in r)
                 self.failures += [r for r in records if "error" in r]
                 bar.update(len(batch))
 

@@ -48,8 +48,10 @@ def build_card(
     metrics: dict,
     safety: dict,
     versions: dict | None = None,
+    judge_checks: dict | None = None,
 ) -> dict[str, Any]:
-    """The machine-readable card. ``rubric`` has name, version, path, sha256 and text."""
+    """The machine-readable card. ``rubric`` has name, version, path, sha256 and text; ``judge_checks`` the judge's
+    probe detection and human agreement (``rewards.probes.judge_checks``)."""
     return {
         "card_version": CARD_VERSION,
         "name": name,
@@ -58,6 +60,7 @@ def build_card(
         "rubric": rubric,
         "data": data,
         "judge": judge,
+        "judge_checks": judge_checks or {},
         "training": training,
         "metrics": metrics,
         "safety": safety,
@@ -119,6 +122,8 @@ Release gate: **{'release' if release else 'do not release' if release is not No
 ## Evaluation
 {_table(metric_rows)}
 
+{_judge_checks(card.get('judge_checks') or {})}
+
 ## Red-flag safety suite (pass rate per category)
 | category | base | trained |
 |---|---|---|
@@ -158,6 +163,19 @@ def _gate_section(gate: dict, card: dict) -> str:
     lines += [f"| {c['check']} | {_fmt(c['value'])} | {_fmt(c['threshold'])} | {'yes' if c['passed'] else '**no**'} |"
               for c in gate.get("checks", [])]
     return "\n".join(lines)
+
+
+def _judge_checks(checks: dict) -> str:
+    """How far the judge behind these numbers can be trusted: probe detection per principle, human agreement."""
+    from rewards.probes import judge_check_rows  # here: rewards.probes pulls in the judges (torch); cards need not
+
+    if not checks:
+        return "### The judge\nNo probe or agreement figures were recorded for this judge."
+    rates = checks.get("probe_detection_by_principle") or {}
+    by_principle = ", ".join(f"{pid} {rate:.2f}" for pid, rate in rates.items())
+    return (f"### The judge\nContrastive probes (`data/probes`) test whether the judge scores a reply that breaks one "
+            f"principle below the intact reply (chance = 0.5).\n\n{_table(judge_check_rows(checks))}\n\n"
+            f"Detection per principle: {by_principle or 'n/a'}.")
 
 
 def _rate(summary: dict | None, category: str) -> str:

@@ -75,6 +75,30 @@ def _fmt(value) -> str:
     return "n/a" if value is None else str(value)
 
 
+def render_judge_checks(checks: dict, plot: str) -> str:
+    """The report's section on the judge: probe detection per principle and human agreement."""
+    from rewards.probes import judge_check_rows  # here: rewards.probes pulls in the judges (torch)
+
+    headline = "\n".join(f"| {name} | {value} |" for name, value in judge_check_rows(checks))
+    rows = "\n".join(f"| {pid} | {rate:.3f} |" for pid, rate in checks["probe_detection_by_principle"].items())
+    return f"""## Does the judge see each principle?
+
+Contrastive probes (`data/probes`): pairs of replies identical except that one breaks a single principle. Detection
+is how often the judge scores the intact reply higher on that principle (ties = ½; chance = 0.5). The table of the
+probes stage (`probes/table.md`) adds intervals, score gaps and spill-over.
+
+| figure | value |
+|---|---|
+{headline}
+
+| principle | detection |
+|---|---|
+{rows}
+
+![probe detection]({plot})
+"""
+
+
 def render_markdown(run: str, metrics: dict, extra: dict) -> str:
     """The report page; ``extra`` holds per-principle means, length stats and examples."""
     rows = [
