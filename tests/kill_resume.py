@@ -21,8 +21,6 @@ from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 
-from recipes.stages import upstream
-
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 KILL_ENV = "COUNSEL_ALIGN_KILL_AT"
 LOG_ENV = "COUNSEL_ALIGN_KILL_LOG"
@@ -91,12 +89,11 @@ def kill_then_rerun(stage: str, overrides: list[str], kill_at: str) -> tuple[Sta
 
 
 def copy_upstream(stage: str, reference_run: Path, run_dir: Path) -> None:
-    """Only ``stage`` runs: the stages it reads come finished from the reference run."""
+    """Only ``stage`` runs: every other stage comes finished from the reference run, as a user rerunning a killed
+    stage has them (evaluate reads the probes stage, which its registry entry does not list)."""
     shutil.rmtree(run_dir, ignore_errors=True)
-    run_dir.mkdir(parents=True)
-    for name in upstream(stage):
-        if (reference_run / name).is_dir():
-            shutil.copytree(reference_run / name, run_dir / name, symlinks=True)
+    shutil.copytree(reference_run, run_dir, symlinks=True, ignore=lambda folder, names: [stage]
+                    if Path(folder) == reference_run else [])
 
 
 def _normalized(path: Path) -> bytes:
