@@ -26,12 +26,12 @@ KILL_ENV = "COUNSEL_ALIGN_KILL_AT"
 LOG_ENV = "COUNSEL_ALIGN_KILL_LOG"
 
 # Values that legitimately differ between an uninterrupted run and a killed-then-rerun one: clock times and
-# durations, and whether the training resumed from a checkpoint. A resumed Trainer's ``train_loss`` averages only the
-# steps trained after the resume, and TRL's ``num_tokens`` counts only the tokens seen since (neither is in the
-# checkpoint); the weights, optimizer, scheduler and RNG states are compared byte for byte. Dropped wherever they occur
-# in these JSON files.
+# durations (TRL's GRPO logs a ``step_time``), and whether the training resumed from a checkpoint. A resumed
+# Trainer's ``train_loss`` averages only the steps trained after the resume, and TRL's ``num_tokens`` counts only the
+# tokens seen since (neither is in the checkpoint); the weights, optimizer, scheduler and RNG states are compared byte
+# for byte. Dropped wherever they occur in these JSON files.
 RUN_DEPENDENT_KEYS = frozenset({"finished_at", "wall_seconds", "trained_at", "exported_at", "resumed_from_step",
-                                "train_runtime", "train_samples_per_second", "train_steps_per_second",
+                                "train_runtime", "train_samples_per_second", "train_steps_per_second", "step_time",
                                 "train_loss", "num_tokens"})
 JSON_WITH_RUN_DEPENDENT_KEYS = frozenset({"manifest.json", "model_card.json", "reward_config.json",
                                           "log_history.json", "metrics.json", "adapter_config.json",
