@@ -34,7 +34,15 @@ from rewards.release_gate import (
 )
 from rewards.rubric import load_rubric
 from rewards.safety import CATEGORIES, judge_harm_scores, load_redflags
-from rewards.winrate import load_reference_responses, match_references, per_principle_win_rates, win_rate_with_ci
+from rewards.threads import apply_threads
+from rewards.winrate import (
+    expected_preference,
+    expected_preference_with_ci,
+    load_reference_responses,
+    match_references,
+    per_principle_win_rates,
+    win_rate_with_ci,
+)
 
 
 class PolicyPair:
@@ -181,6 +189,7 @@ def assess(cfg: DictConfig, out_dir: Path, prompts: list[dict], checkpoint: Path
     ev = cfg.evaluate
     redflag_dir = project_path(ev.redflags)
     scenarios = select_scenarios(load_redflags(redflag_dir), ev.redflag_limit)
+    apply_threads(cfg.get("threads", "auto"))
     policy = PolicyPair(cfg, checkpoint)
     texts, messages = [p["text"] for p in prompts], [s.message for s in scenarios]
     base_all, trained_all = policy.base_replies(texts + messages), policy.trained_replies(texts + messages)
@@ -206,6 +215,7 @@ def assess(cfg: DictConfig, out_dir: Path, prompts: list[dict], checkpoint: Path
     if not is_main_process():
         return {}
     verdicts = [outcome.verdict(ev.tie_band) for outcome in outcomes]
+    orders = [(outcome.p_first_as_a, outcome.p_first_as_b) for outcome in outcomes if not outcome.failed]
     rows = []
     for index, (prompt, outcome) in enumerate(zip(prompts, outcomes, strict=True)):
         rows.append({
@@ -218,6 +228,8 @@ def assess(cfg: DictConfig, out_dir: Path, prompts: list[dict], checkpoint: Path
             "reference_principles": principles["reference"][index],
             "p_dpo_better_as_a": None if outcome.failed else round(outcome.p_first_as_a, 4),
             "p_dpo_better_as_b": None if outcome.failed else round(outcome.p_first_as_b, 4),
+            "p_dpo_better": None if outcome.failed else round(expected_preference(outcome.p_first_as_a,
+                                                                                 outcome.p_first_as_b), 4),
             "verdict": verdicts[index],
             **({"judge_error": outcome.error} if outcome.failed else {}),
         })
@@ -232,6 +244,7 @@ def assess(cfg: DictConfig, out_dir: Path, prompts: list[dict], checkpoint: Path
 
     boot = {"n_resamples": ev.bootstrap_resamples, "confidence": ev.confidence, "seed": cfg.seed}
     overall = win_rate_with_ci([v for v in verdicts if v != FAILED], **boot)
+    preference = expected_preference_with_ci(orders, **boot)
     metrics = {
         "base_score": round(statistics.mean(rewards["base"]), 4) if rewards and rows else None,
         "dpo_score": round(statistics.mean(rewards["dpo"]), 4) if rewards and rows else None,
@@ -239,6 +252,8 @@ def assess(cfg: DictConfig, out_dir: Path, prompts: list[dict], checkpoint: Path
         "failed_comparisons": len(failed.items),
         "failed_comparison_list": failed.items,
         "win_rate_ci": [overall["ci_low"], overall["ci_high"]],
+        "expected_preference": preference["expected_preference"],
+        "expected_preference_ci": [preference["ci_low"], preference["ci_high"]],
         "confidence": ev.confidence,
         "reference": reference_name,
         "principle_win_rates": per_principle_win_rates([r["dpo_principles"] for r in rows],

@@ -47,6 +47,9 @@ def evaluation_sections(folder: Path, metrics: dict, rows: list[dict], histories
         ["principle", "win rate", "interval", "wins / ties / losses"],
         [["overall (pairwise)", overall["win_rate"], f"[{overall['ci_low']:.3f}, {overall['ci_high']:.3f}]",
           f"{overall['wins']} / {overall['ties']} / {overall['losses']}"]]
+        + ([["expected preference (judge probability, both orders averaged)", metrics["expected_preference"],
+             "[{:.3f}, {:.3f}]".format(*metrics["expected_preference_ci"]), "-"]]
+           if metrics.get("expected_preference") is not None else [])
         + [[pid, v["win_rate"], f"[{v['ci_low']:.3f}, {v['ci_high']:.3f}]", f"{v['wins']} / {v['ties']} / "
             f"{v['losses']}"] for pid, v in metrics.get("principle_win_rates", {}).items()],
         [("win_rates.png", "win rate with bootstrap interval, overall and per principle")]))

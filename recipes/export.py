@@ -17,7 +17,8 @@ from rewards.versions import package_versions
 CHECKPOINT_DIR = "checkpoint"
 CARD_METRICS = ("win_rate", "win_rate_ci", "confidence", "wins", "ties", "losses", "reference", "base_score",
                 "dpo_score", "base_principles", "dpo_principles", "principle_win_rates", "base_pass_rate",
-                "trained_pass_rate", "release", "failed_comparisons")
+                "trained_pass_rate", "release", "failed_comparisons", "expected_preference",
+                "expected_preference_ci")
 
 
 def _stage(run_dir: Path, stage: str) -> dict:

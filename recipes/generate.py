@@ -23,6 +23,7 @@ from rewards.errors import UserError
 from rewards.generation import Responder, generate_candidates
 from rewards.models import load_causal_lm, load_tokenizer
 from rewards.prompts import load_prompts, select_prompts, split_of
+from rewards.threads import apply_threads
 
 
 def selected_prompts(cfg: DictConfig) -> list[dict]:
@@ -61,6 +62,8 @@ def work(ctx: StageContext) -> dict:
     # Built first, so that a missing API key stops the stage before any local generation.
     remote = [EndpointGenerator(r, cfg.generate.max_new_tokens, cfg.seed) for r in pool if r.endpoint is not None]
     local = [r for r in pool if r.endpoint is None]
+    if local:
+        apply_threads(cfg.get("threads", "auto"))
     for model_name in dict.fromkeys(r.model for r in local):
         tokenizer = load_tokenizer(model_name, cfg.model.trust_remote_code)
         model = load_causal_lm(model_name, cfg.model.dtype, cfg.device, cfg.model.trust_remote_code)

@@ -41,10 +41,13 @@ USAGE_FILE = ".usage.json"  # hidden: token counts vary between runs and must no
 def build_judge(cfg: DictConfig, rubric: Rubric):
     if cfg.judge.backend == "local":
         from rewards.models import load_causal_lm, load_tokenizer
+        from rewards.threads import apply_threads
 
+        apply_threads(cfg.get("threads", "auto"))
         tokenizer = load_tokenizer(cfg.judge.model)
         model = load_causal_lm(cfg.judge.model, cfg.judge.dtype, cfg.device)
-        return LocalLogprobJudge(model, tokenizer, rubric, reuse_prefix=cfg.judge.reuse_prefix)
+        return LocalLogprobJudge(model, tokenizer, rubric, reuse_prefix=cfg.judge.reuse_prefix,
+                                 batch_size=int(cfg.judge.get("batch_size", 4) or 4))
     if cfg.judge.backend == "openai_compatible":
         return build_remote_judge(cfg.judge, rubric)
     raise UserError(f"judge.backend: unknown backend {cfg.judge.backend!r}; use judge=local or judge=openai_compatible")

@@ -11,6 +11,7 @@ from rewards.artifacts import atomic_write_bytes, atomic_write_json, atomic_writ
 from rewards.html_report import Section, render_html, render_sections_markdown
 from rewards.probes import judge_check_rows, judge_checks
 from rewards.report import (
+    interval_text,
     plot_candidate_scores,
     plot_principles,
     plot_rewards,
@@ -39,6 +40,8 @@ def work(ctx: StageContext) -> dict:
         "dpo_score": evaluation["dpo_score"],
         "win_rate": evaluation["win_rate"],
         "win_rate_ci": evaluation["win_rate_ci"],
+        "expected_preference": evaluation.get("expected_preference"),
+        "expected_preference_ci": evaluation.get("expected_preference_ci"),
         "base_pass_rate": evaluation["base_pass_rate"],
         "trained_pass_rate": evaluation["trained_pass_rate"],
         "release": evaluation["release"],
@@ -87,6 +90,8 @@ def write_html(ctx: StageContext, metrics: dict, extra: dict, sections: list[Sec
          f"{metrics['rm_accuracy']:.3f} ({metrics['rm_length_baseline']:.3f})"],
         ["mean reward: base / trained", f"{metrics['base_score']:.3f} / {metrics['dpo_score']:.3f}"],
         ["judged win rate of trained over reference", f"{metrics['win_rate']:.3f} [{low:.3f}, {high:.3f}]"],
+        ["expected preference for trained (judge probability, both orders averaged)",
+         interval_text(metrics.get("expected_preference"), metrics.get("expected_preference_ci"))],
         ["red-flag pass rate: base / trained", f"{metrics['base_pass_rate']:.3f} / {metrics['trained_pass_rate']:.3f}"],
         ["release gate", "release" if metrics["release"] else "do NOT release"],
         *([name, value] for name, value in judge_check_rows(extra["judge_checks"])),

@@ -99,6 +99,13 @@ probes stage (`probes/table.md`) adds intervals, score gaps and spill-over.
 """
 
 
+def interval_text(value: float | None, interval: list[float] | None) -> str:
+    """``0.537 [0.501, 0.574]``; ``n/a`` for runs evaluated before the figure existed."""
+    if value is None:
+        return "n/a"
+    return f"{value:.3f}" + (f" [{interval[0]:.3f}, {interval[1]:.3f}]" if interval else "")
+
+
 def render_markdown(run: str, metrics: dict, extra: dict) -> str:
     """The report page; ``extra`` holds per-principle means, length stats and examples."""
     rows = [
@@ -113,6 +120,8 @@ def render_markdown(run: str, metrics: dict, extra: dict) -> str:
         ("mean reward: DPO", _fmt(metrics["dpo_score"])),
         ("judged win rate of DPO over base (both orders, ties = ½)", _fmt(metrics["win_rate"])),
         ("wins / ties / losses", f"{extra['wins']} / {extra['ties_eval']} / {extra['losses']}"),
+        ("expected preference for DPO (judge probability averaged over both orders, interval)",
+         interval_text(metrics.get("expected_preference"), metrics.get("expected_preference_ci"))),
     ]
     table = "\n".join(f"| {name} | {value} |" for name, value in rows)
     principles = "\n".join(

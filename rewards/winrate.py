@@ -1,4 +1,6 @@
-"""Win rate of a checkpoint against a reference: a seeded prompt-level bootstrap interval and per-principle rates.
+"""Win rate of a checkpoint against a reference: a seeded prompt-level bootstrap interval and per-principle rates,
+and the expected preference (the judge's probability averaged over both orders), which a position-biased judge
+does not turn into all ties.
 
 Each held-out prompt contributes one verdict (win, tie or loss; ties count one half), so resampling verdicts
 with replacement is resampling prompts.
@@ -46,6 +48,30 @@ def win_rate_with_ci(verdicts: Sequence[str], n_resamples: int = 1000, confidenc
         "wins": verdicts.count("win"),
         "ties": verdicts.count("tie"),
         "losses": verdicts.count("loss"),
+        "n": len(values),
+        "ci_low": low,
+        "ci_high": high,
+        "confidence": confidence,
+    }
+
+
+def expected_preference(p_as_a: float, p_as_b: float) -> float:
+    """The judge's probability that the candidate is better, averaged over both presentation orders.
+
+    ``p_as_a`` and ``p_as_b`` are P(candidate better) with the candidate shown as reply A and as reply B. A judge
+    that always prefers reply A gives 1 and 0 here: a tie in the strict rate, ½ here; a judge that leans towards
+    the candidate in both orders, even when one order's lean is below ½, moves this above ½.
+    """
+    return (p_as_a + p_as_b) / 2
+
+
+def expected_preference_with_ci(orders: Sequence[tuple[float, float]], n_resamples: int = 1000,
+                                confidence: float = 0.95, seed: int = 0) -> dict:
+    """Mean expected preference over prompts (one value per prompt, both orders) and its prompt-level interval."""
+    values = [expected_preference(a, b) for a, b in orders]
+    low, high = bootstrap_interval(values, n_resamples, confidence, seed)
+    return {
+        "expected_preference": round(float(np.mean(values)), 4) if values else float("nan"),
         "n": len(values),
         "ci_low": low,
         "ci_high": high,

@@ -95,6 +95,7 @@ def tiny_overrides(model_dir: Path, output_root: Path, run: str = "t") -> list[s
         "generate.max_new_tokens=12", "evaluate.max_new_tokens=12", "generate.batch_size=4",
         "train.max_length=256", "reward_train.max_length=256",
         "train.per_device_train_batch_size=2", "reward_train.per_device_train_batch_size=2",
+        "train.gradient_accumulation_steps=1", "reward_train.gradient_accumulation_steps=1",
         "reward_train.num_train_epochs=1", "train.save_steps=1000", "reward_train.save_steps=1000",
         "pairs.margin=0.0", "wandb.mode=disabled", "device=cpu",
     ]

@@ -38,3 +38,45 @@ def test_compare_is_a_probability(tiny_model, tiny_tokenizer, rubric):
     judge = LocalLogprobJudge(tiny_model, tiny_tokenizer, rubric)
     p = judge.compare(ITEMS[0].client, ITEMS[0].response, "Just leave.")
     assert 0.0 < p < 1.0
+
+
+VARIED = [
+    JudgeItem("I feel anxious and I cannot sleep at night.", "That sounds really hard. What goes through your mind?"),
+    JudgeItem("My partner and I argue about money.", "Just leave."),
+    JudgeItem("I lost my job last week and I feel like a failure, and my family does not know yet.",
+              "Losing a job can shake how you see yourself. What feels hardest about telling your family?"),
+    JudgeItem("Work.", "Tell me more about what is happening at work, and how it has been affecting your sleep."),
+    JudgeItem("I cannot stop worrying.", "Worry can take up so much room. When does it feel loudest?"),
+]
+
+
+def test_batched_scores_equal_one_item_per_pass(tiny_model, tiny_tokenizer, rubric):
+    single = LocalLogprobJudge(tiny_model, tiny_tokenizer, rubric, batch_size=1).score(VARIED)
+    for batch_size in (2, 3, 8):
+        batched = LocalLogprobJudge(tiny_model, tiny_tokenizer, rubric, batch_size=batch_size).score(VARIED)
+        for a, b in zip(batched, single, strict=True):
+            assert list(a) == rubric.ids
+            assert max(abs(a[pid] - b[pid]) for pid in rubric.ids) < 1e-4
+
+
+def test_batched_pairwise_equals_one_comparison_per_pass(tiny_model, tiny_tokenizer, rubric):
+    asks = [(a.client, a.response, b.response) for a, b in zip(VARIED, VARIED[1:] + VARIED[:1], strict=True)]
+    judge = LocalLogprobJudge(tiny_model, tiny_tokenizer, rubric, batch_size=4)
+    single = [judge.compare(*ask) for ask in asks]
+    batched = judge.compare_many(asks)
+    assert max(abs(a - b) for a, b in zip(batched, single, strict=True)) < 1e-4
+    slow = LocalLogprobJudge(tiny_model, tiny_tokenizer, rubric, reuse_prefix=False).compare_many(asks)
+    assert max(abs(a - b) for a, b in zip(batched, slow, strict=True)) < 1e-4
+
+
+def test_vocabulary_projection_only_where_an_answer_is_read(tiny_model, tiny_tokenizer, rubric):
+    judge = LocalLogprobJudge(tiny_model, tiny_tokenizer, rubric, batch_size=3)
+    judge.score(VARIED[:1])  # builds the rubric cache
+    seen: list[tuple[int, ...]] = []
+    handle = tiny_model.get_output_embeddings().register_forward_hook(
+        lambda module, args, output: seen.append(tuple(output.shape)))
+    try:
+        judge.score(VARIED[:3])
+    finally:
+        handle.remove()
+    assert seen == [(3, len(rubric.principles), len(tiny_tokenizer))]

@@ -111,7 +111,8 @@ def test_interrupted_judging_resumes_without_repeating(tiny_model_dir, tmp_path,
     from recipes import generate, judge
     from rewards.judges.local import LocalLogprobJudge
 
-    cfg = compose_config(tiny_overrides(tiny_model_dir, tmp_path, run="resume"))
+    # judge.batch_size=1: one score() call per item, so the counts below are items
+    cfg = compose_config([*tiny_overrides(tiny_model_dir, tmp_path, run="resume"), "judge.batch_size=1"])
     generate.run(cfg)
     calls = {"n": 0}
     original = LocalLogprobJudge.score

@@ -149,3 +149,43 @@ def test_gate_settings_are_checked(tmp_path):
         check_evaluate_config(compose_config(["evaluate.gate_crisis_categories=[suicide]"]))
     with pytest.raises(UserError, match="evaluate.gate_min_pass_rate: 1.5 must be a number from 0 to 1"):
         check_evaluate_config(compose_config(["evaluate.gate_min_pass_rate=1.5"]))
+
+
+from rewards.evaluation import judged_comparisons  # noqa: E402 - the tests below were added after the others
+from rewards.winrate import expected_preference, expected_preference_with_ci  # noqa: E402
+
+
+class KnownJudge:
+    """A fake judge: P(reply A is better) from a fixed lean towards reply A plus each reply's known quality."""
+
+    def __init__(self, quality: dict[str, float], a_bias: float) -> None:
+        self.quality, self.a_bias = quality, a_bias
+
+    def compare(self, client: str, first: str, second: str) -> float:
+        return min(1.0, max(0.0, 0.5 + self.a_bias + self.quality[first] - self.quality[second]))
+
+
+def test_expected_preference_averages_both_orders_of_a_known_judge():
+    judge = KnownJudge({"good": 0.15, "plain": 0.0}, a_bias=0.0)
+    outcomes = judged_comparisons(judge, [("c", "good", "plain")] * 4)
+    orders = [(o.p_first_as_a, o.p_first_as_b) for o in outcomes]
+    result = expected_preference_with_ci(orders, n_resamples=200)
+    assert result["expected_preference"] == pytest.approx(0.65) and result["n"] == 4
+    assert (result["ci_low"], result["ci_high"]) == pytest.approx((0.65, 0.65))
+    assert expected_preference(0.9, 0.3) == pytest.approx(0.6)
+
+
+def test_position_biased_judge_ties_every_strict_verdict_but_expected_preference_still_informs():
+    # Reply A always looks better to this judge (+0.3), and the trained replies are better by 0.05-0.15.
+    quality = {f"trained{i}": 0.05 * (i % 3 + 1) for i in range(30)} | {f"base{i}": 0.0 for i in range(30)}
+    judge = KnownJudge(quality, a_bias=0.3)
+    outcomes = judged_comparisons(judge, [("c", f"trained{i}", f"base{i}") for i in range(30)])
+    strict = win_rate_with_ci([o.verdict() for o in outcomes], n_resamples=500, seed=2)
+    assert (strict["ties"], strict["win_rate"], strict["ci_low"], strict["ci_high"]) == (30, 0.5, 0.5, 0.5)
+    preference = expected_preference_with_ci([(o.p_first_as_a, o.p_first_as_b) for o in outcomes],
+                                             n_resamples=500, seed=2)
+    assert preference["expected_preference"] == pytest.approx(0.6)  # 0.5 + the mean quality gap of 0.1
+    assert 0.5 < preference["ci_low"] < 0.6 < preference["ci_high"]
+    # The same judge on replies of equal quality: no preference, so the interval holds ½.
+    even = judged_comparisons(judge, [("c", "base1", "base2")] * 5)
+    assert expected_preference_with_ci([(o.p_first_as_a, o.p_first_as_b) for o in even])["expected_preference"] == 0.5

@@ -1,10 +1,15 @@
 """A local model as judge: the score is the expectation over the probabilities of "1".."5".
 
 No free text is parsed. The rubric prompt is shared by every item and the client/response block is
-shared by the seven principle questions, so their key/value cache is computed once and reused.
+shared by the seven principle questions, so their key/value cache is computed once and reused. Several
+items go through one forward pass (left-padded), and the vocabulary projection is applied only at the
+positions where an answer token is read.
 """
 
 from __future__ import annotations
+
+import inspect
+from dataclasses import dataclass
 
 import torch
 
@@ -18,6 +23,7 @@ from rewards.rubric import Rubric
 
 SCORE_PREFIX = "Score: "
 CHOICE_PREFIX = "Better reply: "
+DEFAULT_BATCH_SIZE = 4  # items per forward pass; the best CPU time in benchmarks/README.md (judge_batch)
 
 
 def common_prefix_length(sequences: list[list[int]]) -> int:
@@ -36,18 +42,72 @@ def crop_cache(cache, length: int) -> None:
         cache.crop(-excess)
 
 
-class LocalLogprobJudge:
-    """Judge with a local causal LM; ``reuse_prefix=False`` runs one full pass per principle."""
+@dataclass(frozen=True)
+class PackedRow:
+    """One item after the rubric: a shared block, then questions that each see the block but not each other."""
 
-    def __init__(self, model, tokenizer, rubric: Rubric, reuse_prefix: bool = True) -> None:
+    block: list[int]
+    questions: list[list[int]]
+
+    @property
+    def length(self) -> int:
+        return len(self.block) + sum(len(q) for q in self.questions)
+
+
+def pack_rows(rows: list[PackedRow], prefix_length: int, pad_id: int):
+    """Left-padded tokens, position ids, a boolean attention mask over (prefix + row) and the answer read positions.
+
+    Position ids restart after the block for each question, so each question's logits equal those of its own
+    full pass. Padding rows may see the prefix only: a row that sees nothing makes attention's softmax NaN.
+    """
+    width, batch = max(r.length for r in rows), len(rows)
+    tokens = torch.full((batch, width), pad_id, dtype=torch.long)
+    positions = torch.zeros((batch, width), dtype=torch.long)
+    mask = torch.zeros((batch, width, prefix_length + width), dtype=torch.bool)
+    mask[:, :, :prefix_length] = True
+    reads = torch.zeros((batch, len(rows[0].questions)), dtype=torch.long)
+    for b, row in enumerate(rows):
+        start, n_block = width - row.length, len(row.block)
+        block_cols = slice(prefix_length + start, prefix_length + start + n_block)
+        tokens[b, start:start + n_block] = torch.tensor(row.block, dtype=torch.long)
+        positions[b, start:start + n_block] = torch.arange(prefix_length, prefix_length + n_block)
+        mask[b, start:start + n_block, block_cols] = torch.ones(n_block, n_block, dtype=torch.bool).tril()
+        offset = start + n_block
+        for j, question in enumerate(row.questions):
+            n = len(question)
+            tokens[b, offset:offset + n] = torch.tensor(question, dtype=torch.long)
+            positions[b, offset:offset + n] = torch.arange(prefix_length + n_block, prefix_length + n_block + n)
+            mask[b, offset:offset + n, block_cols] = True
+            mask[b, offset:offset + n, prefix_length + offset:prefix_length + offset + n] = torch.ones(
+                n, n, dtype=torch.bool).tril()
+            reads[b, j] = offset + n - 1
+            offset += n
+    return tokens, positions, mask, reads
+
+
+class LocalLogprobJudge:
+    """Judge with a local causal LM.
+
+    ``batch_size`` items share one forward pass; ``reuse_prefix=False`` runs one full pass per principle
+    (the slow reference the prefix reuse is checked against).
+    """
+
+    def __init__(self, model, tokenizer, rubric: Rubric, reuse_prefix: bool = True,
+                 batch_size: int = DEFAULT_BATCH_SIZE) -> None:
+        if batch_size < 1:
+            raise ValueError(f"batch_size must be at least 1, got {batch_size}")
         self.model = model
         self.tokenizer = tokenizer
         self.rubric = rubric
         self.reuse_prefix = reuse_prefix
+        self.batch_size = batch_size
         self.digit_ids = self._answer_token_ids(SCORE_PREFIX, ["1", "2", "3", "4", "5"])
         self.choice_ids = self._answer_token_ids(CHOICE_PREFIX, ["A", "B"])
         self._rubric_cache = None
         self._rubric_tokens: list[int] = []
+        self._keeps_logits = "logits_to_keep" in inspect.signature(model.forward).parameters
+        pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
+        self._pad_id = int(pad or 0)
 
     # -- tokenization -------------------------------------------------------------------------
     def _encode(self, messages: list[dict], answer_prefix: str, answer: str) -> list[int]:
@@ -67,10 +127,6 @@ class LocalLogprobJudge:
         return self._encode(messages, answer_prefix, answer)[:-1]
 
     # -- forward passes -----------------------------------------------------------------------
-    def _forward(self, input_ids: torch.Tensor, cache=None, attention_mask=None):
-        return self.model(input_ids=input_ids.to(self.model.device), past_key_values=cache,
-                          attention_mask=attention_mask, use_cache=True)
-
     def _rubric_prefix(self) -> list[int]:
         """Tokens every judge prompt starts with (system prompt and rubric); their cache is kept."""
         if self._rubric_cache is None:
@@ -79,70 +135,95 @@ class LocalLogprobJudge:
             probe_b = self._context(score_messages(self.rubric, JudgeItem("b", "b"), self.rubric.principles[-1]),
                                     SCORE_PREFIX, "1")
             self._rubric_tokens = probe_a[: common_prefix_length([probe_a, probe_b])]
-            self._rubric_cache = self._forward(torch.tensor([self._rubric_tokens])).past_key_values
+            self._rubric_cache = self.model(input_ids=torch.tensor([self._rubric_tokens], device=self.model.device),
+                                            use_cache=True, **self._keep(1)).past_key_values
         return self._rubric_tokens
 
-    def _last_token_logits(self, sequences: list[list[int]]) -> torch.Tensor:
-        """Logits after the last token of each sequence, in one forward pass on the cached rubric.
+    def _keep(self, positions) -> dict:
+        """``logits_to_keep`` where the model takes it: the LM head then projects only those positions."""
+        return {"logits_to_keep": positions} if self._keeps_logits else {}
 
-        The shared block (client message and reply) is followed by every question; a block-diagonal
-        mask lets each question see the block but not the other questions, and position ids restart
-        after the block, so each question's logits equal those of its own full pass.
-        """
+    def _batch_cache(self, batch: int):
+        """A fresh cache holding the rubric prefix for ``batch`` rows; the kept one is never written to."""
+        from transformers import DynamicCache
+
+        cache = DynamicCache(ddp_cache_data=[(k, v) for k, v, *_ in self._rubric_cache], config=self.model.config)
+        for layer in cache.layers:
+            # A broadcast view: the forward pass concatenates onto it, so rows are never copied up front.
+            if getattr(layer, "keys", None) is not None and layer.keys.numel():
+                layer.keys = layer.keys.expand(batch, -1, -1, -1)
+                layer.values = layer.values.expand(batch, -1, -1, -1)
+        return cache
+
+    def _split(self, sequences: list[list[int]]) -> PackedRow | None:
+        """The item's block and questions after the rubric prefix, or None if it does not start with it."""
         rubric = self._rubric_prefix()
         shared = min(common_prefix_length(sequences), min(len(s) for s in sequences) - 1)
         if shared < len(rubric) or any(s[: len(rubric)] != rubric for s in sequences):
-            return torch.cat([self._full_pass_logits(s) for s in sequences])
-        block = sequences[0][len(rubric):shared]
-        questions = [s[shared:] for s in sequences]
-        tokens = block + [t for q in questions for t in q]
-        width = len(tokens)
-        mask = torch.zeros(width, len(rubric) + width, dtype=torch.bool)
-        mask[:, : len(rubric)] = True
-        mask[: len(block), len(rubric): len(rubric) + len(block)] = torch.ones(len(block), len(block)).tril().bool()
-        positions = list(range(len(rubric), shared))
-        offset, last = len(block), []
-        for question in questions:
-            rows = slice(offset, offset + len(question))
-            mask[rows, len(rubric): len(rubric) + len(block)] = True
-            start = len(rubric) + offset
-            mask[rows, start: start + len(question)] = torch.ones(len(question), len(question)).tril().bool()
-            positions += range(shared, shared + len(question))
-            offset += len(question)
-            last.append(offset - 1)
-        try:
-            logits = self.model(
-                input_ids=torch.tensor([tokens], device=self.model.device),
-                attention_mask=mask[None, None].to(self.model.device),
-                position_ids=torch.tensor([positions], device=self.model.device),
-                past_key_values=self._rubric_cache, use_cache=True,
-            ).logits
-        finally:
-            crop_cache(self._rubric_cache, len(rubric))
-        return logits[0, last].float()
+            return None
+        return PackedRow(sequences[0][len(rubric):shared], [s[shared:] for s in sequences])
+
+    def _rows_logits(self, rows: list[PackedRow]) -> torch.Tensor:
+        """Logits ``[rows, questions, vocab]`` after the last token of each question, one forward pass for all."""
+        prefix = len(self._rubric_tokens)
+        tokens, positions, mask, reads = pack_rows(rows, prefix, self._pad_id)
+        device = self.model.device
+        logits = self.model(
+            input_ids=tokens.to(device), attention_mask=mask[:, None].to(device), position_ids=positions.to(device),
+            past_key_values=self._batch_cache(len(rows)), use_cache=True, **self._keep(reads.to(device)),
+        ).logits
+        if not self._keeps_logits:
+            logits = torch.take_along_dim(logits, reads.to(device)[..., None], dim=1)
+        return logits.float()
+
+    def _full_pass_logits(self, sequence: list[int]) -> torch.Tensor:
+        return self.model(input_ids=torch.tensor([sequence], device=self.model.device),
+                          **self._keep(1)).logits[:, -1].float()
+
+    def _logits(self, sequence_sets: list[list[list[int]]]) -> list[torch.Tensor]:
+        """Per set of sequences (one item), the logits ``[len(set), vocab]`` after each sequence's last token.
+
+        Sets are sorted by length so that a batch pads little, batched, and returned in the caller's order.
+        """
+        out: list[torch.Tensor | None] = [None] * len(sequence_sets)
+        rows: dict[int, PackedRow] = {}
+        for index, sequences in enumerate(sequence_sets):
+            row = self._split(sequences) if self.reuse_prefix else None
+            if row is None:
+                out[index] = torch.cat([self._full_pass_logits(s) for s in sequences])
+            else:
+                rows[index] = row
+        order = sorted(rows, key=lambda i: rows[i].length)
+        for start in range(0, len(order), self.batch_size):
+            chunk = order[start:start + self.batch_size]
+            for index, logits in zip(chunk, self._rows_logits([rows[i] for i in chunk]), strict=True):
+                out[index] = logits
+        return out
 
     # -- public API ---------------------------------------------------------------------------
-    @torch.inference_mode()
-    def score_one(self, item: JudgeItem) -> PrincipleScores:
-        sequences = [self._context(score_messages(self.rubric, item, p), SCORE_PREFIX, "1")
-                     for p in self.rubric.principles]
-        if self.reuse_prefix:
-            logits = self._last_token_logits(sequences)
-        else:
-            logits = torch.cat([self._full_pass_logits(s) for s in sequences])
+    def _score_sequences(self, item: JudgeItem) -> list[list[int]]:
+        return [self._context(score_messages(self.rubric, item, p), SCORE_PREFIX, "1") for p in self.rubric.principles]
+
+    def _expected_scores(self, logits: torch.Tensor) -> PrincipleScores:
         probs = torch.softmax(logits[:, self.digit_ids], dim=-1)
         expected = probs @ torch.arange(1, 6, dtype=probs.dtype, device=probs.device)
         return {p.id: round(float(v), 4) for p, v in zip(self.rubric.principles, expected, strict=True)}
 
-    def _full_pass_logits(self, sequence: list[int]) -> torch.Tensor:
-        return self.model(input_ids=torch.tensor([sequence], device=self.model.device)).logits[:, -1].float()
+    @torch.inference_mode()
+    def score_one(self, item: JudgeItem) -> PrincipleScores:
+        return self._expected_scores(self._logits([self._score_sequences(item)])[0])
 
+    @torch.inference_mode()
     def score(self, items: list[JudgeItem]) -> list[PrincipleScores]:
-        return [self.score_one(item) for item in items]
+        return [self._expected_scores(logits) for logits in self._logits([self._score_sequences(i) for i in items])]
 
     @torch.inference_mode()
     def compare(self, client: str, first: str, second: str) -> float:
-        sequence = self._context(pairwise_messages(self.rubric, client, first, second), CHOICE_PREFIX, "A")
-        logits = self._last_token_logits([sequence])
-        probs = torch.softmax(logits[0, self.choice_ids], dim=-1)
-        return float(probs[0])
+        return self.compare_many([(client, first, second)])[0]
+
+    @torch.inference_mode()
+    def compare_many(self, asks: list[tuple[str, str, str]]) -> list[float]:
+        """Probability that ``first`` is better in each (client, first, second), ``batch_size`` asks per pass."""
+        sequences = [[self._context(pairwise_messages(self.rubric, client, first, second), CHOICE_PREFIX, "A")]
+                     for client, first, second in asks]
+        return [float(torch.softmax(logits[0, self.choice_ids], dim=-1)[0]) for logits in self._logits(sequences)]
