@@ -25,6 +25,7 @@ from recipes.stages import STAGES, StageSpec, stages_of_command
 from rewards.artifacts import (
     atomic_write_json,
     atomic_write_text,
+    kill_point,
     read_manifest,
     sha256_file,
     sha256_json,
@@ -328,6 +329,7 @@ def run_stage(cfg: DictConfig, name: str, work: Callable[[StageContext], dict], 
         "finished_at": datetime.now(UTC).isoformat(timespec="seconds"),
         "outputs_sha256": sha256_tree(stage_dir),
     }
+    kill_point("manifest.write")  # outputs complete, manifest not yet written
     atomic_write_json(stage_dir / "manifest.json", manifest)
     print(f"[counsel-align] {name}: done in {manifest['wall_seconds']:.1f}s", flush=True)
     return manifest

@@ -26,7 +26,9 @@ METHODS = ("reward", "reward_multihead")
 def load_pairs(ctx: StageContext):
     from datasets import load_from_disk
 
-    dataset = load_from_disk(str(ctx.input_dir("pairs") / "dataset"))
+    # In memory: a Trainer's map over a dataset read from disk writes its cache files into that folder, i.e. into
+    # the finished pairs stage (changing what its manifest hashed, and different per reader).
+    dataset = load_from_disk(str(ctx.input_dir("pairs") / "dataset"), keep_in_memory=True)
     if len(dataset["train"]) == 0:
         raise UserError("pairs: no training pairs; lower pairs.margin or generate more candidates")
     return dataset
