@@ -6,7 +6,10 @@ A stage whose manifest matches its current fingerprint (config, inputs, rubric) 
 
 from __future__ import annotations
 
+import contextlib
+import os
 import shutil
+import subprocess
 import sys
 import time
 from collections.abc import Callable
@@ -16,12 +19,14 @@ from pathlib import Path
 
 from omegaconf import DictConfig, OmegaConf
 
+import recipes.config_schema  # noqa: F401  (registers the stage schemas with Hydra's ConfigStore)
 from recipes.option_types import check_options, config_values
 from recipes.project_files import output_path, project_path, project_root
 from recipes.stages import STAGES, StageSpec, stages_of_command
 from rewards.artifacts import (
     atomic_write_json,
     atomic_write_text,
+    kill_point,
     read_manifest,
     sha256_file,
     sha256_json,
@@ -39,39 +44,95 @@ CONFIG_DIR = PROJECT_ROOT / "configs"
 FINGERPRINT_FILE = ".fingerprint"
 
 
+def _output_root(path: str) -> str:
+    """``${counsel_output_root:${output_root}}`` in Hydra's run/sweep dirs: the same folder stages write to."""
+    return str(output_path(path))
+
+
+if not OmegaConf.has_resolver("counsel_output_root"):
+    OmegaConf.register_new_resolver("counsel_output_root", _output_root)
+
+
 def _one_line(text: object) -> str:
     return " ".join(str(text).split())
 
 
-def compose_config(overrides: list[str]) -> DictConfig:
-    """Compose ``configs/config.yaml`` with overrides, in struct mode: unknown keys are errors."""
-    from hydra import compose, initialize_config_dir
-    from hydra.errors import HydraException
-    from omegaconf.errors import OmegaConfBaseException
+def compose_config(overrides: list[str], command: str | None = None) -> DictConfig:
+    """Compose ``configs/config.yaml`` with overrides, in struct mode: unknown keys and wrong types are errors.
 
-    try:
+    ``command`` decides where deprecated ``train.*`` overrides go (the grpo/rloo section for those stages).
+    """
+    from hydra import compose, initialize_config_dir
+
+    overrides = [_weight_override(o) for o in rewrite_deprecated(overrides, command)]
+    with _user_errors():
         with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
-            cfg = compose(config_name="config", overrides=[_weight_override(o) for o in overrides])
+            cfg = compose(config_name="config", overrides=overrides)
         OmegaConf.resolve(cfg)
-    except (HydraException, OmegaConfBaseException) as exc:
-        raise UserError(f"config: {_hydra_message(exc)}") from None
     _check_group_sections(cfg)
     OmegaConf.set_struct(cfg, True)
     return cfg
 
 
-# Sections filled from a config group (the root defaults list); `train@reward_train` places the train group there.
-GROUP_SECTIONS = {"model": "model", "principles": "principles", "judge": "judge", "data": "data", "train": "train",
-                  "reward_train": "train@reward_train"}
+@contextlib.contextmanager
+def _user_errors():
+    """Hydra's and OmegaConf's composition errors become one-line UserErrors."""
+    from hydra.errors import HydraException
+    from omegaconf.errors import OmegaConfBaseException
+
+    try:
+        yield
+    except (HydraException, OmegaConfBaseException) as exc:
+        raise UserError(f"config: {_hydra_message(exc)}") from None
+
+
+# Sections filled from a config group (the root defaults list).
+GROUP_SECTIONS = ("model", "principles", "judge", "data", "dpo", "reward", "grpo", "rloo", "sft", "kto")
 
 
 def _check_group_sections(cfg: DictConfig) -> None:
-    """`reward_train=reward_full` replaces the section with a string instead of selecting a config: say so."""
-    for section, selector in GROUP_SECTIONS.items():
+    """`dpo.x=...` is a key; `dpo=full` selects a file; a scalar in a section's place means `+dpo=...`-like misuse."""
+    for section in GROUP_SECTIONS:
         value = cfg.get(section)
         if value is not None and not isinstance(value, DictConfig):
             raise UserError(f"config: {section}={value} replaced the whole '{section}' section with a value; "
-                            f"to select a config file write {selector}={value}")
+                            f"to select a config file write {section}=<one of configs/{section}/>")
+
+
+# Old spellings (one release): `train=<file>` and `train@reward_train=<file>` -> the stage-named groups.
+_OLD_TRAIN_FILES = {"dpo_lora": "dpo=lora", "dpo_full": "dpo=full", "dpo_qlora": "dpo=qlora", "grpo": "grpo=lora",
+                    "rloo": "rloo=lora"}
+_OLD_REWARD_FILES = {"reward": "reward=lora", "reward_full": "reward=full", "reward_qlora": "reward=qlora",
+                     "reward_multihead": "reward=multihead"}
+_warned: set[str] = set()
+
+
+def rewrite_deprecated(overrides: list[str], command: str | None = None) -> list[str]:
+    """Rewrite overrides in the old spellings, printing one deprecation line per spelling and process."""
+    section = command if command in ("grpo", "rloo") else "dpo"  # where `train.*` keys now live
+    rewritten = []
+    for override in overrides:
+        new = _rewrite_one(override, section)
+        if new != override and override not in _warned:
+            _warned.add(override)
+            log.warning(f"deprecated: {override} -> {new} (the old spelling goes in the next release)")
+        rewritten.append(new)
+    return rewritten
+
+
+def _rewrite_one(override: str, section: str) -> str:
+    prefix = override[: len(override) - len(override.lstrip("+~"))]
+    body = override[len(prefix):]
+    key, sep, value = body.partition("=")
+    if key in ("train@reward_train", "reward_train") and value in _OLD_REWARD_FILES:
+        return prefix + _OLD_REWARD_FILES[value]
+    if key == "train" and value in _OLD_TRAIN_FILES:
+        return prefix + _OLD_TRAIN_FILES[value]
+    if key.startswith("reward_train."):
+        return f"{prefix}reward.{key.removeprefix('reward_train.')}{sep}{value}"
+    if key.startswith("train."):
+        return f"{prefix}{section}.{key.removeprefix('train.')}{sep}{value}"
+    return override
 
 
 WEIGHT_PREFIX = "principles.weights."
@@ -85,8 +146,33 @@ def _weight_override(override: str) -> str:
     return f"++{override}" if override.startswith(WEIGHT_PREFIX) else override
 
 
+_KINDS = {"Float": "a number", "Integer": "an integer", "Boolean": "true or false"}
+
+
+def _type_message(exc: Exception) -> str | None:
+    """``dpo.learning_rate='abc' is not a number`` from the ValidationError a typed option raises."""
+    from omegaconf.errors import ValidationError
+
+    cause = exc if isinstance(exc, ValidationError) else exc.__cause__
+    if not isinstance(cause, ValidationError) or not getattr(cause, "full_key", None):
+        return None
+    text = _one_line(cause.msg)
+    kind = next((words for name, words in _KINDS.items() if f"converted to {name}" in text), None)
+    if kind is None and "valid bool" in text:
+        kind = "true or false"
+    if kind is None and "is not Optional" in text:
+        kind = "set (it cannot be null)"
+    if kind is None:
+        return f"{cause.full_key}: {text}"
+    value = "null" if cause.value is None else repr(cause.value)
+    return f"{cause.full_key}={value} is not {kind}; fix the value on the command line or in the config file"
+
+
 def _hydra_message(exc: Exception) -> str:
-    text = _one_line(exc)
+    typed = _type_message(exc)
+    if typed:
+        return typed
+    text = _one_line(exc).split(" Config search path:")[0]
     if "Ambiguous value for argument" in text:
         # Hydra's own hint offers --multirun, which counsel-align does not take.
         argument = text.split("'")[1] if "'" in text else text
@@ -111,7 +197,7 @@ class StageContext:
     dir: Path
 
     def input_dir(self, stage: str) -> Path:
-        path = self.run_dir / stage
+        path = input_stage_dir(self.cfg, self.run_dir, stage)
         if read_manifest(path) is None:
             raise UserError(f"{path}: stage '{stage}' has not finished; run `counsel-align {stage}` first")
         return path
@@ -123,7 +209,18 @@ def _config_subset(cfg: DictConfig, keys: list[str]) -> dict:
 
 
 def run_dir_of(cfg: DictConfig) -> Path:
+    """This run's folder: Hydra's output folder when the CLI ran it (``run_dir``), else ``<output_root>/<run>``."""
+    if cfg.get("run_dir"):
+        return Path(cfg.run_dir)
     return output_path(cfg.output_root) / cfg.run  # under the working directory unless absolute
+
+
+def input_stage_dir(cfg: DictConfig, run_dir: Path, stage: str) -> Path:
+    """Where an input stage's outputs are: this run's folder, else ``inputs_from`` (the run a sweep extends)."""
+    own = run_dir / stage
+    if read_manifest(own) is not None or not cfg.get("inputs_from"):
+        return own
+    return output_path(cfg.inputs_from) / stage
 
 
 def _rubric_hash(cfg: DictConfig) -> str:
@@ -189,7 +286,7 @@ def run_stage(cfg: DictConfig, name: str, work: Callable[[StageContext], dict], 
     own_rubric_hash = _rubric_hash(cfg) if spec.uses_rubric else None  # a bad rubric is named before missing inputs
     input_manifests = {}
     for stage in spec.input_stages:
-        manifest = read_manifest(run_dir / stage)
+        manifest = read_manifest(input_stage_dir(cfg, run_dir, stage))
         if manifest is None:
             raise UserError(f"{run_dir / stage}: stage '{stage}' has not finished; run `counsel-align {stage}` first")
         input_manifests[stage] = manifest
@@ -227,6 +324,7 @@ def run_stage(cfg: DictConfig, name: str, work: Callable[[StageContext], dict], 
         "finished_at": datetime.now(UTC).isoformat(timespec="seconds"),
         "outputs_sha256": sha256_tree(stage_dir),
     }
+    kill_point("manifest.write")  # outputs complete, manifest not yet written
     atomic_write_json(stage_dir / "manifest.json", manifest)
     log.info(f"{name}: done in {manifest['wall_seconds']:.1f}s")
     return manifest
@@ -249,10 +347,18 @@ def _prepare_stage_dir(stage_dir: Path, fingerprint: str) -> None:
     atomic_write_text(marker, fingerprint)
 
 
-USAGE = """usage: counsel-align {stage} [key=value ...] [--cfg] [--quiet | --verbose]
+USAGE = """usage: counsel-align {stage} [key=value ...] [-m|--multirun] [--cfg job|hydra] [--info] [-q|-v]
 
-Hydra overrides, e.g. run=myrun experiment=quickstart model.name_or_path=Qwen/Qwen2.5-7B-Instruct.
---cfg prints the composed config and exits; --quiet prints warnings only, --verbose debug lines too."""
+Hydra overrides, e.g. run=myrun experiment=quickstart dpo=full dpo.beta=0.2 model.name_or_path=Qwen/Qwen2.5-7B-Instruct.
+  --cfg [job|hydra]   print the composed config (job, the default) or Hydra's own settings, and exit
+  --info              print Hydra's config search path, defaults tree and plugins, and exit
+  -m, --multirun      sweep: `{stage} -m reward.learning_rate=1e-4,3e-4 reward.lora.r=8,16` runs every combination,
+                      each point in outputs/<run>/<swept overrides>/ reading the stages it does not run from
+                      outputs/<run>/; hydra/launcher=submitit_slurm_accelerate|submitit_local|joblib and
+                      hydra/sweeper=reward_search (Optuna) come with `pip install -e ".[cluster]"`
+  hydra.run.dir=DIR   where this run's stage folders and .hydra/ go (default outputs/<run>)
+  -q, --quiet         warnings only; -v, --verbose: debug lines too
+  --hydra-help        Hydra's own help"""
 
 
 def check_command_options(cfg: DictConfig, command: str) -> None:
@@ -265,6 +371,162 @@ def check_command_options(cfg: DictConfig, command: str) -> None:
         load_rubric(project_path(cfg.principles.path)).weights(OmegaConf.to_container(cfg.principles.weights))
 
 
+
+class StageStopped(BaseException):
+    """Raised inside Hydra's job runner to stop with an exit code; a BaseException so Hydra does not wrap it."""
+
+    def __init__(self, code: int):
+        super().__init__(code)
+        self.code = code
+
+
+class StageCrashed(BaseException):
+    """Carries an unexpected exception out of Hydra's job runner, which would otherwise print it and exit 1: the
+    caller sees the original exception and its traceback, as without Hydra."""
+
+    def __init__(self, error: Exception):
+        super().__init__(repr(error))
+        self.error = error
+
+
+def _normalise_args(args: list[str]) -> list[str]:
+    """`--cfg` alone keeps meaning "print the resolved job config", as before Hydra's command line."""
+    out: list[str] = []
+    for index, arg in enumerate(args):
+        out.append(arg)
+        following = args[index + 1] if index + 1 < len(args) else None
+        if arg in ("--cfg", "-c") and following not in ("job", "hydra", "all"):
+            out.append("job")
+    shown = [out[i + 1] for i, a in enumerate(out[:-1]) if a in ("--cfg", "-c")]
+    if shown == ["job"] and "--resolve" not in out:  # Hydra's own settings resolve only inside a job
+        out.append("--resolve")
+    return out
+
+
+def _sweep_points(overrides: list[str]) -> tuple[list[list[str]], list[str]]:
+    """Override lists to compose before a sweep starts (each value of each swept key), and the keys not swept."""
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    with _user_errors():
+        parsed = OverridesParser.create().parse_overrides(overrides)
+    plain = [o.input_line for o in parsed if not o.is_sweep_override()]
+    fixed_keys = [o.get_key_element() for o in parsed if not o.is_sweep_override()]
+    points = [plain]
+    for override in parsed:
+        if not override.is_sweep_override():
+            continue
+        try:
+            values = list(override.sweep_string_iterator())
+        except Exception:  # an Optuna interval/tag: the sweeper picks values; check the other keys only
+            continue
+        key = override.get_key_element()
+        points += [[*plain, f"{key}={value}"] for value in values]
+    return points, fixed_keys
+
+
+def _check_before_launch(overrides: list[str], command: str, multirun: bool) -> tuple[list[str], bool]:
+    """Compose what will run (every value of every swept key) and check its options, before any job starts.
+
+    Returns the keys given one value (not swept): a sweep point is named after the others; and whether it is a
+    dry run (which writes nothing, not even Hydra's record).
+    """
+    own = [o for o in overrides if not o.lstrip("+~").startswith("hydra")]  # Hydra's settings are Hydra's to check
+    points, fixed_keys = _sweep_points(own) if multirun else ([own], [])
+    dry_run = False
+    for point in points:
+        cfg = compose_config(point, command)
+        check_command_options(cfg, command)
+        dry_run = dry_run or bool(cfg.get("dry_run"))
+    return [k for k in fixed_keys if not k.startswith("hydra")], dry_run
+
+
+def _prepare_job_config(cfg: DictConfig, command: str, fixed_keys: list[str]) -> DictConfig:
+    """The config Hydra hands a job, made what stages expect: resolved, struct, and pointed at the job's folder."""
+    from hydra.core.hydra_config import HydraConfig
+    from hydra.types import RunMode
+    from omegaconf import open_dict
+
+    hydra_cfg = HydraConfig.get()
+    with _user_errors():
+        OmegaConf.resolve(cfg)
+    _check_group_sections(cfg)
+    with open_dict(cfg):
+        if hydra_cfg.job.chdir:  # Hydra has changed into the job's folder: the output root is where it was before
+            with contextlib.chdir(hydra_cfg.runtime.cwd):
+                cfg.output_root = str(output_path(cfg.output_root).resolve())
+        if not cfg.dry_run:
+            cfg.run_dir = hydra_cfg.runtime.output_dir  # hydra.run.dir, or the sweep point's folder
+        base = output_path(cfg.output_root) / cfg.run
+        if hydra_cfg.mode == RunMode.MULTIRUN and cfg.run_dir and Path(cfg.run_dir) != base:  # a point below the run
+            cfg.inputs_from = cfg.inputs_from or str(base)  # upstream stages come from the run the sweep extends
+            cfg.run = f"{cfg.run}/{hydra_cfg.job.override_dirname}"
+    OmegaConf.set_struct(cfg, True)
+    check_command_options(cfg, command)
+    return cfg
+
+
+def _under_accelerate() -> bool:
+    return "LOCAL_RANK" in os.environ or "ACCELERATE_PROCESS_ID" in os.environ
+
+
+def accelerate_command(cfg: DictConfig, module: str, overrides: list[str], env: dict[str, str]) -> list[str]:
+    """`accelerate launch ... -m <module> <overrides>` for this job; on SLURM, this node's rank and the rendezvous.
+
+    Mirrors configs/accelerate/slurm_launch.sh: machine rank = SLURM_NODEID, main process = the job's first host.
+    """
+    machines = int(cfg.distributed.num_machines)
+    command = ["accelerate", "launch", "--config_file", str(project_path(cfg.distributed.accelerate_config)),
+               "--num_processes", str(cfg.distributed.num_processes), "--num_machines", str(machines)]
+    if machines > 1:
+        nodes = env.get("SLURM_JOB_NODELIST")
+        if not nodes:
+            raise UserError("launch.accelerate with distributed.num_machines > 1 needs a SLURM job (no "
+                            "SLURM_JOB_NODELIST); use hydra/launcher=submitit_slurm_accelerate")
+        first = subprocess.run(["scontrol", "show", "hostnames", nodes], capture_output=True, text=True,
+                               check=True).stdout.split()[0]
+        command += ["--machine_rank", env.get("SLURM_NODEID", "0"), "--main_process_ip", first,
+                    "--main_process_port", str(cfg.launch.main_process_port),
+                    "--deepspeed_multinode_launcher", "standard"]
+    return [*command, "-m", module, *overrides]
+
+
+def _run_under_accelerate(cfg: DictConfig, command: str, module: str) -> dict:
+    """Run this job's stage in `accelerate launch` worker processes; returns the manifest they wrote."""
+    from hydra.core.hydra_config import HydraConfig
+
+    job = list(HydraConfig.get().overrides.task)
+    quoted = {key: f"'{value}'" if value else "null" for key, value in  # quoted: point names hold '=' and ','
+              (("run", cfg.run), ("hydra.run.dir", cfg.run_dir), ("inputs_from", cfg.inputs_from))}
+    pinned = [*(f"{key}={value}" for key, value in quoted.items()),
+              "launch.accelerate=false", "hydra.output_subdir=null"]
+    argv = accelerate_command(cfg, module, [*job, *pinned], dict(os.environ))
+    log.info(f"{command}: {' '.join(argv)}")
+    if subprocess.run(argv, check=False).returncode != 0:
+        raise UserError(f"{command}: `accelerate launch` failed (its output is above); rerun to resume")
+    spec = STAGES.get(command)
+    return (read_manifest(run_dir_of(cfg) / spec.name) if spec else None) or {}
+
+
+def _objective(command: str, result: object) -> float | None:
+    """The number a sweeper optimises: the registry's ``objective`` metric of the stage this command ran."""
+    spec = STAGES.get(command) or next(iter(stages_of_command(command)), None)
+    if command == "pipeline":
+        spec = STAGES.get("evaluate")
+    if spec is None or not spec.objective:
+        return None
+    manifest = result if isinstance(result, dict) and "metrics" in result else None
+    if manifest is None:
+        return None
+    value = manifest.get("metrics", {}).get(spec.objective)
+    return float(value) if isinstance(value, int | float) else None
+
+
+def _hydra_overrides(fixed_keys: list[str]) -> list[str]:
+    """A sweep point's folder is named after its swept overrides only (`reward.learning_rate=0.001,...`)."""
+    keys = sorted(set(fixed_keys) | {"run", "output_root", "inputs_from"})
+    return [f"hydra.job.config.override_dirname.exclude_keys=[{','.join(keys)}]"]
+
+
 def handle_errors(command: str, action: Callable[[], int | None]) -> int:
     """Run one command; the one place a user error becomes ``counsel-align <command>: error: <one line>`` and exit 2.
 
@@ -274,7 +536,7 @@ def handle_errors(command: str, action: Callable[[], int | None]) -> int:
     try:
         return action() or 0
     except UserError as exc:
-        print(f"counsel-align {command}: error: {_one_line(exc)}", file=sys.stderr)
+        print(f"counsel-align {command}: error: {_one_line(exc)}", file=sys.stderr, flush=True)
         return 2
     except KeyboardInterrupt:
         print(f"counsel-align {command}: interrupted; rerun the same command to resume", file=sys.stderr)
@@ -293,24 +555,65 @@ def pop_verbosity(args: list[str]) -> list[str]:
 
 
 def entry(stage: str, run: Callable[[DictConfig], object]) -> Callable[[list[str] | None], int]:
-    """A console/`python -m` entry point for one stage."""
+    """A console/`python -m` entry point for one stage (or `pipeline`), with Hydra's command line."""
 
     def main(argv: list[str] | None = None) -> int:
+        from hydra._internal.utils import _run_hydra, get_args_parser
+
         args = pop_verbosity(list(sys.argv[1:] if argv is None else argv))
         if any(a in ("-h", "--help") for a in args):
             print(USAGE.format(stage=stage))
             return 0
-        show_config = "--cfg" in args
-        overrides = [a for a in args if a != "--cfg"]
+        parser = get_args_parser()
+        parser.prog = f"counsel-align {stage}"
+        try:
+            parsed = parser.parse_intermixed_args(_normalise_args(args))
+        except SystemExit as exc:  # argparse has printed its one line
+            return int(exc.code or 0)
+        parsed.overrides = [_weight_override(o) for o in rewrite_deprecated(parsed.overrides, stage)]
 
-        def action() -> None:
-            cfg = compose_config(overrides)
-            if show_config:
-                print(OmegaConf.to_yaml(cfg))
-                return
-            check_command_options(cfg, stage)
-            run(cfg)
+        def task(cfg: DictConfig) -> float | None:
+            objective = None
 
-        return handle_errors(stage, action)
+            def job() -> None:
+                nonlocal objective
+                prepared = _prepare_job_config(cfg, stage, fixed_keys)
+                if prepared.launch.accelerate and not _under_accelerate():
+                    objective = _objective(stage, _run_under_accelerate(prepared, stage, run.__module__))
+                else:
+                    objective = _objective(stage, run(prepared))
+
+            try:
+                code = handle_errors(stage, job)
+            except Exception as exc:
+                raise StageCrashed(exc) from None
+            if code:
+                raise StageStopped(code)
+            return objective
+
+        task.__module__ = run.__module__  # Hydra names the job after the stage module
+
+        def launch() -> int:
+            nonlocal fixed_keys
+            try:
+                fixed_keys, dry_run = ([], False) if parsed.cfg or parsed.info else _check_before_launch(
+                    parsed.overrides, stage, parsed.multirun)
+                parsed.overrides = [*_hydra_overrides(fixed_keys), *parsed.overrides]
+                if dry_run:  # a plan prints and writes nothing: no job folder, no .hydra/
+                    parsed.overrides += ["hydra.output_subdir=null", "hydra.run.dir=.", "hydra.sweep.dir=."]
+                if os.environ.get("RANK", "0") != "0":  # under `accelerate launch`, rank 0 alone writes .hydra/
+                    parsed.overrides.append("hydra.output_subdir=null")
+                _run_hydra(args=parsed, args_parser=parser, task_function=task, config_path=str(CONFIG_DIR),
+                           config_name="config")
+            except StageStopped as stop:
+                return stop.code
+            except StageCrashed as crash:
+                raise crash.error from None
+            except SystemExit as exc:  # Hydra's own reporting (it has printed the reason)
+                return int(exc.code) if isinstance(exc.code, int) else 1
+            return 0
+
+        fixed_keys: list[str] = []
+        return handle_errors(stage, launch)
 
     return main

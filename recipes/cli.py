@@ -28,10 +28,10 @@ COMMANDS: dict[str, tuple[str, str]] = {
     **{spec.cli_name: (spec.module, spec.help) for spec in STAGE_SPECS.values() if not spec.in_pipeline},
 }
 
-USAGE = """usage: counsel-align <command> [key=value ...] [--cfg] [--quiet | --verbose]
+USAGE = """usage: counsel-align <command> [key=value ...] [-m|--multirun] [--cfg job|hydra] [--info] [-q|-v]
 
 stages: {stages}
-  pipeline runs every stage in order, skipping finished ones (sft first with train.init_from=sft).
+  pipeline runs every stage in order, skipping finished ones (sft first with dpo.init_from=sft).
 {commands}
 example: counsel-align pipeline run=demo data.max_train_prompts=16"""
 

@@ -25,9 +25,9 @@ INIT_FROM = ("base", "sft")
 
 def init_from(cfg: DictConfig) -> str:
     """Where the policy (and its reference) starts: the base model, or the SFT stage's model."""
-    value = cfg.train.get("init_from") or "base"
+    value = cfg.dpo.init_from
     if value not in INIT_FROM:
-        raise UserError(f"train.init_from: {value!r} is not one of {list(INIT_FROM)}")
+        raise UserError(f"dpo.init_from: {value!r} is not one of {list(INIT_FROM)}")
     return value
 
 
@@ -36,7 +36,7 @@ def inputs(cfg: DictConfig) -> list[str]:
 
 
 def start_model(ctx: StageContext) -> str:
-    """The SFT model (merged) with ``train.init_from=sft``: with LoRA its disabled-adapter view is the reference."""
+    """The SFT model (merged) with ``dpo.init_from=sft``: with LoRA its disabled-adapter view is the reference."""
     if init_from(ctx.cfg) == "sft":
         return str(sft_policy_path(ctx.input_dir("sft")))
     return ctx.cfg.model.name_or_path
@@ -46,12 +46,12 @@ def merge_into_start_model(ctx: StageContext, model_path: str, train_cfg: dict) 
     """An adapter over the SFT model becomes full weights: evaluate and export put adapters onto model.name_or_path."""
     model_dir = ctx.dir / "model"
     if weights_kind(model_dir) == "lora_adapter":
-        merge_adapter(model_dir, model_path, model_dir, train_cfg.get("dtype"))
+        merge_adapter(model_dir, model_path, model_dir, train_cfg["dtype"])
 
 
 def work(ctx: StageContext) -> dict:
     cfg = ctx.cfg
-    train_cfg = OmegaConf.to_container(cfg.train, resolve=True)
+    train_cfg = OmegaConf.to_container(cfg.dpo, resolve=True)
     pairs = load_pairs(ctx)
     model_path = start_model(ctx)
     tokenizer = load_tokenizer(model_path, cfg.model.trust_remote_code)
@@ -72,8 +72,10 @@ def work(ctx: StageContext) -> dict:
         return model_dir
 
     outcome = train_and_save(trainer, tokenizer, ctx.dir, cfg.resume, provenance, save_model=export)
-    metrics = {**outcome.metrics, "peft": train_cfg.get("peft"), "base_model": cfg.model.name_or_path,
-               "init_from": init_from(cfg), "loss_type": train_cfg.get("loss_type")}
+    margins = [row["rewards/margins"] for row in outcome.log_history if "rewards/margins" in row]
+    metrics = {**outcome.metrics, "reward_margin": margins[-1] if margins else None,  # the sweep objective (train)
+               "peft": cfg.dpo.peft, "base_model": cfg.model.name_or_path,
+               "init_from": init_from(cfg), "loss_type": train_cfg["loss_type"]}
     return {"counts": {"n_train_pairs": len(train)}, "metrics": metrics}
 
 
@@ -82,7 +84,7 @@ def run(cfg: DictConfig) -> dict:
         from recipes.commands.plan import run as print_plan
 
         return print_plan(cfg)
-    qlora_quantization_config(OmegaConf.to_container(cfg.train, resolve=True), "train")  # fail before any work
+    qlora_quantization_config(OmegaConf.to_container(cfg.dpo, resolve=True), "dpo")  # fail before any work
     return run_stage(cfg, "dpo", work, inputs=inputs(cfg))
 
 

@@ -1,6 +1,6 @@
 """Online RLHF with TRL's GRPOTrainer against the trained reward model (outputs/<run>/reward/model).
 
-counsel-align grpo run=quickstart [train.beta=0.04 train.num_generations=4 ...]
+counsel-align grpo run=quickstart [grpo.beta=0.04 grpo.num_generations=4 ...]
 """
 
 from recipes.online import make_main

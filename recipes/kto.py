@@ -61,7 +61,7 @@ def work(ctx: StageContext) -> dict:
                                   inputs={"kto_data": {"outputs_sha256": data_sha256}})  # no rubric is read
     outcome = train_and_save(trainer, tokenizer, ctx.dir, cfg.resume, provenance)
     labels = Counter(e["label"] for e in examples)
-    metrics = {**outcome.metrics, "peft": train_cfg.get("peft"), "base_model": cfg.model.name_or_path,
+    metrics = {**outcome.metrics, "peft": cfg.kto.peft, "base_model": cfg.model.name_or_path,
                "data_source": str(cfg.kto.data.source), "data_sha256": data_sha256}
     return {"counts": {"n_desirable": labels[True], "n_undesirable": labels[False],
                        "n_questions": len({e["prompt_id"] for e in examples})}, "metrics": metrics}

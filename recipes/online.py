@@ -23,13 +23,14 @@ log = get_logger(__name__)
 
 def work(ctx: StageContext) -> dict:
     cfg = ctx.cfg
-    train_cfg = OmegaConf.to_container(cfg.train, resolve=True)
-    if train_cfg.get("method") != ctx.name:
-        raise UserError(f"train: `counsel-align {ctx.name}` needs train={ctx.name} (got method "
-                        f"{train_cfg.get('method')!r}); pick a config from configs/train/ for {ctx.name}")
+    section = cfg[ctx.name]  # configs/grpo/ or configs/rloo/, typed by recipes/config_schema.py
+    train_cfg = OmegaConf.to_container(section, resolve=True)
+    if section.method != ctx.name:
+        raise UserError(f"{ctx.name}.method: `counsel-align {ctx.name}` trains {ctx.name} (got {section.method!r}); "
+                        f"drop the {ctx.name}.method override")
     prompts = [p for p in read_jsonl(ctx.input_dir("generate") / "prompts.jsonl") if p.get("split") == "train"]
     reward = load_reward(ctx.input_dir("reward") / "model", trust_remote_code=cfg.model.trust_remote_code,
-                         device=cfg.device, merge_lora=True, batch_size=train_cfg.get("reward_batch_size", 8))
+                         device=cfg.device, merge_lora=True, batch_size=section.reward_batch_size)
     tokenizer = load_tokenizer(cfg.model.name_or_path, cfg.model.trust_remote_code)
     report_to = configure_wandb(cfg.wandb.mode, cfg.wandb.project, ctx.run_dir / "wandb", f"{cfg.run}-{ctx.name}")
     trainer = build_online_trainer(ctx.name, cfg.model.name_or_path, tokenizer, prompt_dataset(prompts), reward,
@@ -44,8 +45,8 @@ def work(ctx: StageContext) -> dict:
                                   rubric_path=project_path(cfg.principles.path))
 
     def online_metrics(trainer) -> dict:
-        return {**reward_trajectory(trainer.state.log_history), "beta": train_cfg.get("beta"),
-                "num_generations": train_cfg.get("num_generations"), "use_vllm": bool(trainer.args.use_vllm)}
+        return {**reward_trajectory(trainer.state.log_history), "beta": section.beta,
+                "num_generations": section.num_generations, "use_vllm": bool(trainer.args.use_vllm)}
 
     metrics = train_and_save(trainer, tokenizer, ctx.dir, cfg.resume, provenance,  # ZeRO-3: consolidated safetensors
                              metrics=online_metrics).metrics
@@ -57,19 +58,9 @@ def work(ctx: StageContext) -> dict:
 
 
 def make_main(method: str) -> Callable[[list[str] | None], int]:
-    """Entry point; selects configs/train/<method>.yaml unless the user picked another `train=` config."""
+    """Entry point of `counsel-align <method>`; its options are the ``<method>`` section (configs/<method>/)."""
 
     def run(cfg: DictConfig) -> dict:
         return run_stage(cfg, method, work)
 
-    stage_main = entry(method, run)
-
-    def main(argv: list[str] | None = None) -> int:
-        import sys
-
-        args = list(sys.argv[1:] if argv is None else argv)
-        if not any(a.startswith("train=") for a in args):
-            args.insert(0, f"train={method}")
-        return stage_main(args)
-
-    return main
+    return entry(method, run)

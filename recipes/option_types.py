@@ -1,9 +1,11 @@
-"""Types of the numeric and boolean options, checked when a command starts for every stage it will run.
+"""Types of the numeric and boolean options of the untyped sections, checked when a command starts.
 
-Hydra accepts ``train.learning_rate=abc`` as the string 'abc'; without this check the mistake surfaces only when the
-stage that reads it starts, after earlier stages have spent their time. Keys are dotted paths; ``list[*].field``
-names a field of every item of a list and ``section.*`` every value of a mapping. A key missing from the composed
-config is skipped (configs of one group differ in their keys).
+The training groups (dpo, reward, grpo, rloo, sft, kto) are typed by their dataclasses in ``recipes.config_schema``
+and checked by Hydra when it composes. The other sections are still plain YAML: Hydra accepts
+``generate.batch_size=abc`` as the string 'abc', and without this check the mistake surfaces only when the stage that
+reads it starts, after earlier stages have spent their time. Checked for every stage the command will run.
+Keys are dotted paths; ``list[*].field`` names a field of every item of a list and ``section.*`` every value of a
+mapping. A key missing from the composed config is skipped (configs of one group differ in their keys).
 """
 
 from __future__ import annotations
@@ -18,23 +20,10 @@ from rewards.errors import UserError
 NUMBER, INTEGER, BOOLEAN = "number", "integer", "boolean"
 NULLABLE = "|null"
 
-_TRAINING = {
-    "learning_rate": NUMBER, "num_train_epochs": NUMBER, "max_steps": INTEGER,
-    "per_device_train_batch_size": INTEGER, "gradient_accumulation_steps": INTEGER, "max_length": INTEGER,
-    "gradient_checkpointing": BOOLEAN, "bf16": BOOLEAN, "logging_steps": INTEGER, "save_steps": INTEGER,
-    "save_total_limit": INTEGER + NULLABLE, "beta": NUMBER + NULLABLE, "num_generations": INTEGER,
-    "max_completion_length": INTEGER, "temperature": NUMBER, "top_p": NUMBER, "reward_batch_size": INTEGER,
-    "use_margin": BOOLEAN, "merge_lora": BOOLEAN, "center_rewards_coefficient": NUMBER + NULLABLE,
-    "margin_scale": NUMBER, "normalize_advantages": BOOLEAN, "lora.r": INTEGER, "lora.alpha": NUMBER,
-    "lora.dropout": NUMBER,
-}
-
 # Section (a top-level config key, as in StageSpec.config_keys) -> {key below it: type}.
 OPTION_TYPES: dict[str, dict[str, str]] = {
     "seed": {"": INTEGER},
     "model": {"trust_remote_code": BOOLEAN},
-    "train": _TRAINING,
-    "reward_train": _TRAINING,
     "data": {"test_fraction": NUMBER, "max_train_prompts": INTEGER + NULLABLE, "max_test_prompts": INTEGER + NULLABLE},
     "generate": {"batch_size": INTEGER, "max_new_tokens": INTEGER, "endpoint_batch_size": INTEGER,
                  "max_failure_fraction": NUMBER, "pool[*].temperature": NUMBER, "pool[*].top_p": NUMBER,

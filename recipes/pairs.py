@@ -72,9 +72,9 @@ def work(ctx: StageContext) -> dict:
 
 def run(cfg: DictConfig) -> dict:
     sources = human_sources(cfg)  # refuse a bad source before any work
-    if sources and cfg.reward_train.get("method") == "reward_multihead":
+    if sources and cfg.reward.method == "reward_multihead":
         raise UserError("pairs.human.sources: human pairs have no per-principle scores for reward_multihead; "
-                        "use train@reward_train=reward or drop the human sources")
+                        "use reward=lora or drop the human sources")
     return run_stage(cfg, "pairs", work)
 
 

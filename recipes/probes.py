@@ -16,7 +16,7 @@ from recipes._entry import StageContext, entry, forget_failed_run, project_path,
 from recipes.judge import build_judge, report_failures
 from rewards.artifacts import Journal, atomic_write_json, atomic_write_jsonl, atomic_write_text
 from rewards.errors import UserError
-from rewards.judges.batching import FailureTally, judge_usage
+from rewards.judges.batching import FailureTally, add_usage, judge_usage
 from rewards.judges.probes import (
     Probe,
     compare_probes,
@@ -76,7 +76,8 @@ def measure(cfg: DictConfig, rubric: Rubric, probes: list[Probe], work_dir: Path
     summary["details"] = {"rubric": f"{rubric.name} v{rubric.version}", "rubric_sha256": rubric.content_hash(),
                           "judge": f"{cfg.judge.backend} ({cfg.judge.model})", "probes": str(cfg.probes.path),
                           "limit_per_principle": cfg.probes.limit_per_principle}
-    usage = judge_usage(judge) if judge is not None else {}
+    # A rerun with nothing left to ask records zero usage, in the same shape as a run that asked.
+    usage = judge_usage(judge) if judge is not None else add_usage({}, {})
     return summary, failures, usage
 
 

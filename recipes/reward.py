@@ -30,7 +30,9 @@ METHODS = ("reward", "reward_multihead")
 def load_pairs(ctx: StageContext):
     from datasets import load_from_disk
 
-    dataset = load_from_disk(str(ctx.input_dir("pairs") / "dataset"))
+    # In memory: a Trainer's map over a dataset read from disk writes its cache files into that folder, i.e. into
+    # the finished pairs stage (changing what its manifest hashed, and different per reader).
+    dataset = load_from_disk(str(ctx.input_dir("pairs") / "dataset"), keep_in_memory=True)
     if len(dataset["train"]) == 0:
         raise UserError("pairs: no training pairs; lower pairs.margin or generate more candidates")
     return dataset
@@ -57,14 +59,14 @@ def build_trainer(ctx: StageContext, train_cfg: dict, tokenizer, pairs, principl
     """Tokenize the train pairs (counting drops/truncations) and build the trainer for the configured method."""
     cfg = ctx.cfg
     multihead = train_cfg.get("method") == "reward_multihead"
-    rows, report = tokenize_pairs(pairs["train"], tokenizer, train_cfg["max_length"], train_cfg.get("overflow", "drop"),
+    rows, report = tokenize_pairs(pairs["train"], tokenizer, train_cfg["max_length"], train_cfg["overflow"],
                                   principle_ids=principle_ids if multihead else (),
                                   use_margin=bool(train_cfg.get("use_margin")) and not multihead,
                                   source=str(ctx.input_dir("pairs") / "dataset"))
     log.info(f"reward: train pairs: {report.summary()}")
     if not rows:
-        raise UserError(f"reward: every train pair was dropped ({report.summary()}); raise reward_train.max_length "
-                        "or set reward_train.overflow=truncate")
+        raise UserError(f"reward: every train pair was dropped ({report.summary()}); raise reward.max_length "
+                        "or set reward.overflow=truncate")
     report_to = configure_wandb(cfg.wandb.mode, cfg.wandb.project, ctx.run_dir / "wandb", f"{cfg.run}-reward")
     if multihead:
         from rewards.reward_models.multihead import train_multihead_reward_model
@@ -82,17 +84,17 @@ def build_trainer(ctx: StageContext, train_cfg: dict, tokenizer, pairs, principl
 
 def work(ctx: StageContext) -> dict:
     cfg = ctx.cfg
-    train_cfg = OmegaConf.to_container(cfg.reward_train, resolve=True)
-    method = train_cfg.get("method", "reward")
+    train_cfg = OmegaConf.to_container(cfg.reward, resolve=True)
+    method = cfg.reward.method
     if method not in METHODS:
-        raise UserError(f"reward_train.method: {method!r} is not one of {list(METHODS)}")
+        raise UserError(f"reward.method: {method!r} is not one of {list(METHODS)}")
     rubric = load_rubric(project_path(cfg.principles.path))
     pairs = load_pairs(ctx)
     tokenizer = load_tokenizer(cfg.model.name_or_path, cfg.model.trust_remote_code)
     trainer, data_report = build_trainer(ctx, train_cfg, tokenizer, pairs, rubric.ids)
-    if zero_stage(trainer) == 3 and train_cfg.get("merge_lora") and train_cfg.get("peft") not in (None, "none"):
-        raise UserError("reward_train.merge_lora=true: under ZeRO-3 the base weights are partitioned and cannot be "
-                        "merged at export; set reward_train.merge_lora=false (load_reward(..., merge_lora=True) "
+    if zero_stage(trainer) == 3 and cfg.reward.merge_lora and cfg.reward.peft != "none":
+        raise UserError("reward.merge_lora=true: under ZeRO-3 the base weights are partitioned and cannot be "
+                        "merged at export; set reward.merge_lora=false (load_reward(..., merge_lora=True) "
                         "merges the adapter when it loads)")
     multihead = method == "reward_multihead"
     weights = rubric.weights(OmegaConf.to_container(cfg.principles.weights)) if multihead else {"reward": 1.0}
@@ -136,8 +138,8 @@ def export(ctx: StageContext, trainer, tokenizer, train_cfg: dict, weights: dict
     code = provenance["code"]
     export_reward_model(trainer.model, tokenizer, model_dir, base_model=cfg.model.name_or_path,
                         weights=weights, max_length=train_cfg["max_length"],
-                        merge_lora=bool(train_cfg.get("merge_lora")),
-                        provenance={"run": cfg.run, "method": train_cfg.get("method"), "peft": train_cfg.get("peft"),
+                        merge_lora=bool(train_cfg["merge_lora"]),
+                        provenance={"run": cfg.run, "method": train_cfg["method"], "peft": train_cfg["peft"],
                                     "rubric_sha256": provenance["rubric_sha256"],
                                     "pairs_sha256": provenance["inputs"]["pairs"],
                                     "code_commit": code.get("commit"), "code_dirty": code.get("dirty")},

@@ -1,6 +1,6 @@
 """Online RLHF with TRL's RLOOTrainer against the trained reward model (outputs/<run>/reward/model).
 
-counsel-align rloo run=quickstart [train.beta=0.05 train.num_generations=4 ...]
+counsel-align rloo run=quickstart [rloo.beta=0.05 rloo.num_generations=4 ...]
 """
 
 from recipes.online import make_main

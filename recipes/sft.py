@@ -1,5 +1,5 @@
 """Stage: supervised fine-tuning on human counselor replies (best-voted answer per train question; LoRA by default),
-the warm start that DPO takes with ``train.init_from=sft``."""
+the warm start that DPO takes with ``dpo.init_from=sft``."""
 
 from __future__ import annotations
 
@@ -67,12 +67,12 @@ def work(ctx: StageContext) -> dict:
 
     def export(trainer, metrics: dict) -> Path:
         model_dir = save_final_model(trainer, tokenizer, ctx.dir / "model")
-        if is_main_process() and train_cfg.get("peft") not in (None, "none"):  # later stages start from full weights
-            merge_adapter(model_dir, cfg.model.name_or_path, ctx.dir / MERGED_DIR, train_cfg.get("dtype"))
+        if is_main_process() and cfg.sft.peft != "none":  # later stages start from full weights
+            merge_adapter(model_dir, cfg.model.name_or_path, ctx.dir / MERGED_DIR, cfg.sft.dtype)
         return model_dir
 
     outcome = train_and_save(trainer, tokenizer, ctx.dir, cfg.resume, provenance, save_model=export)
-    metrics = {**outcome.metrics, "peft": train_cfg.get("peft"), "base_model": cfg.model.name_or_path,
+    metrics = {**outcome.metrics, "peft": cfg.sft.peft, "base_model": cfg.model.name_or_path,
                "data_source": str(cfg.sft.data.source), "data_sha256": data_sha256}
     return {"counts": {"n_train_examples": len(examples), "n_questions": len({e["prompt_id"] for e in examples})},
             "metrics": metrics}

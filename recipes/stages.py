@@ -31,6 +31,8 @@ class StageSpec:
     command: str = ""  # CLI name when it differs from ``name``
     # For a pipeline stage that runs only in some configurations: whether this configuration runs it.
     runs_when: Callable[[DictConfig], bool] | None = None
+    # The manifest metric a sweeper optimises (the float the stage returns under `-m hydra/sweeper=...`); "" = none.
+    objective: str = ""
 
     @property
     def cli_name(self) -> str:
@@ -38,7 +40,7 @@ class StageSpec:
 
 
 def _dpo_starts_from_sft(cfg: DictConfig) -> bool:
-    return cfg.train.get("init_from") == "sft"
+    return cfg.dpo.init_from == "sft"
 
 
 _SPECS = (
@@ -58,19 +60,23 @@ _SPECS = (
               input_stages=("generate", "judge"), input_paths=("pairs.human.sources[*].path",),
               config_keys=("pairs", "principles", "seed"), uses_rubric=True, in_pipeline=True),
     StageSpec("reward", "recipes.reward", "train and export the reward model on the train pairs",
-              input_stages=("pairs",), config_keys=("model", "reward_train", "seed"), in_pipeline=True),
+              input_stages=("pairs",), config_keys=("model", "reward", "seed"), in_pipeline=True,
+              objective="rm_accuracy"),
     StageSpec("dpo", "recipes.dpo", "align the policy with DPO on the train pairs",
-              input_stages=("pairs",), config_keys=("model", "train", "seed"), in_pipeline=True),
+              input_stages=("pairs",), config_keys=("model", "dpo", "seed"), in_pipeline=True,
+              objective="reward_margin"),
     StageSpec("evaluate", "recipes.evaluate", "win rate, red-flag suite and release gate; export the checkpoint",
               input_stages=("generate", "reward", "dpo"), input_paths=("evaluate.redflags", "evaluate.reference"),
               config_keys=("model", "judge", "evaluate", "principles", "device", "seed"), uses_rubric=True,
-              in_pipeline=True),
+              in_pipeline=True, objective="win_rate"),
     StageSpec("report", "recipes.report", "metrics.json, report.md, report.html and plots from every manifest",
               input_stages=("generate", "judge", "probes", "pairs", "reward", "dpo", "evaluate"), in_pipeline=True),
     StageSpec("grpo", "recipes.grpo", "online RLHF with TRL GRPOTrainer against the trained reward model",
-              input_stages=("generate", "reward"), config_keys=("model", "train", "seed")),
+              input_stages=("generate", "reward"), config_keys=("model", "grpo", "seed"),
+              objective="reward_last"),
     StageSpec("rloo", "recipes.rloo", "online RLHF with TRL RLOOTrainer against the trained reward model",
-              input_stages=("generate", "reward"), config_keys=("model", "train", "seed")),
+              input_stages=("generate", "reward"), config_keys=("model", "rloo", "seed"),
+              objective="reward_last"),
     StageSpec("kto", "recipes.kto", "KTO on unpaired human signal (top-voted vs unvoted CounselChat answers), LoRA",
               input_paths=("kto.data.source",), config_keys=("model", "kto", "seed")),
     StageSpec("agreement", "recipes.agreement", "judge accuracy on human preference pairs (CounselChat) vs length",

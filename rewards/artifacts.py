@@ -9,6 +9,7 @@ import hashlib
 import json
 import os
 import shutil
+import signal
 import tempfile
 import uuid
 from collections.abc import Callable, Iterable, Iterator
@@ -21,17 +22,38 @@ MANIFEST = "manifest.json"
 _UMASK = os.umask(0)
 os.umask(_UMASK)
 
+# Test hook (tests/kill_resume.py): COUNSEL_ALIGN_KILL_AT=<label>:<n> kills this process with SIGKILL at the n-th
+# kill_point(<label>); COUNSEL_ALIGN_KILL_LOG=<file> appends every label reached to that file. Read once at import,
+# so that with neither set a kill point costs one comparison.
+_KILL_AT = os.environ.get("COUNSEL_ALIGN_KILL_AT")
+_KILL_LOG = os.environ.get("COUNSEL_ALIGN_KILL_LOG")
+_kill_counts: dict[str, int] = {}
+
+
+def kill_point(label: str) -> None:
+    """A labelled point where the kill -9 tests may kill the process (a test hook; does nothing unless armed)."""
+    if _KILL_AT is None and _KILL_LOG is None:
+        return
+    if _KILL_LOG:
+        with open(_KILL_LOG, "a", encoding="utf-8") as handle:
+            handle.write(label + "\n")
+    _kill_counts[label] = _kill_counts.get(label, 0) + 1
+    if _KILL_AT and _KILL_AT == f"{label}:{_kill_counts[label]}":
+        os.kill(os.getpid(), signal.SIGKILL)
+
 
 def atomic_write_bytes(path: str | Path, data: bytes) -> None:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    _clear_leftovers(path)  # a temp file of a writer killed before its rename
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.tmp-{os.getpid()}-")
     try:
         with os.fdopen(fd, "wb") as handle:
             handle.write(data)
             handle.flush()
             os.fsync(handle.fileno())
         os.chmod(tmp, 0o666 & ~_UMASK)  # mkstemp makes 0600; give the file the permissions open() would
+        kill_point("atomic.write")
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
@@ -108,12 +130,15 @@ def _process_alive(pid: int) -> bool:
 
 
 def _clear_leftovers(path: Path) -> None:
-    """Remove temp/old folders of ``path`` left by killed writers (a live writer's folder is kept)."""
+    """Remove temp/old files or folders of ``path`` left by killed writers (a live writer's are kept)."""
     for leftover in path.parent.glob(f".{path.name}.*-*"):
         kind, _, rest = leftover.name[len(path.name) + 2:].partition("-")
         pid = rest.split("-", 1)[0]
         if kind in ("tmp", "old") and pid.isdigit() and not _process_alive(int(pid)):
-            shutil.rmtree(leftover, ignore_errors=True)
+            if leftover.is_dir() and not leftover.is_symlink():
+                shutil.rmtree(leftover, ignore_errors=True)
+            else:
+                leftover.unlink(missing_ok=True)
 
 
 def atomic_replace_dir(path: str | Path, write: Callable[[Path], None]) -> Path:
@@ -132,6 +157,7 @@ def atomic_replace_dir(path: str | Path, write: Callable[[Path], None]) -> Path:
         write(tmp)
         if not tmp.is_dir():
             raise FileNotFoundError(f"{tmp}: the writer did not create the folder")
+        kill_point("atomic.dir")
         return swap_in_dir(tmp, path)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
@@ -146,6 +172,7 @@ def swap_in_dir(staged: Path, path: Path) -> Path:
         os.replace(path, old)
     except FileNotFoundError:
         old = None
+    kill_point("atomic.swap")  # between the two renames: no folder at ``path``
     os.replace(staged, path)
     if old is not None:
         shutil.rmtree(old, ignore_errors=True)
@@ -211,6 +238,7 @@ class Journal:
                 handle.write(json.dumps(record, ensure_ascii=False) + "\n")
             handle.flush()
             os.fsync(handle.fileno())
+        kill_point("journal.append")
 
     # Under `accelerate launch` each rank appends to a file of its own (`journal.rank1.jsonl`): appends from several
     # processes to one file could interleave. Rank 0 merges them into this journal.

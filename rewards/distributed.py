@@ -66,8 +66,8 @@ def warn_about_stale_build_locks() -> None:
     if not is_main_process():
         return
     for lock, age_s in _stale_locks_with_ages(None, STALE_LOCK_S):
-        log.warning(f"{lock} is {age_s / 60:.0f} min old, left by a killed build; DeepSpeed waits on it forever "
-                    "when it builds that op. If this launch stops after loading weights, delete the file.")
+        log.warning(f"warning: {lock} is {age_s / 60:.0f} min old, left by a killed build; DeepSpeed waits on it "
+                    "forever when it builds that op. If this launch stops after loading weights, delete the file.")
 
 
 def rank() -> int:

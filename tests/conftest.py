@@ -93,9 +93,9 @@ def tiny_overrides(model_dir: Path, output_root: Path, run: str = "t") -> list[s
         f"model.name_or_path={model_dir}", f"output_root={output_root}", f"run={run}",
         "data.max_train_prompts=6", "data.max_test_prompts=3",
         "generate.max_new_tokens=12", "evaluate.max_new_tokens=12", "generate.batch_size=4",
-        "train.max_length=256", "reward_train.max_length=256",
-        "train.per_device_train_batch_size=2", "reward_train.per_device_train_batch_size=2",
-        "train.gradient_accumulation_steps=1", "reward_train.gradient_accumulation_steps=1",
-        "reward_train.num_train_epochs=1", "train.save_steps=1000", "reward_train.save_steps=1000",
+        "dpo.max_length=256", "reward.max_length=256",
+        "dpo.per_device_train_batch_size=2", "reward.per_device_train_batch_size=2",
+        "dpo.gradient_accumulation_steps=1", "reward.gradient_accumulation_steps=1",
+        "reward.num_train_epochs=1", "dpo.save_steps=1000", "reward.save_steps=1000",
         "pairs.margin=0.0", "wandb.mode=disabled", "device=cpu",
     ]

@@ -40,23 +40,29 @@ def test_rubric_with_missing_field_is_one_line_naming_file_and_field(tmp_path, r
 
 def test_unknown_stage_and_config_group_option():
     assert _run("trian").returncode == 2
-    result = _run("dpo", "train=dpo_fulll")
-    assert result.returncode == 2 and "dpo_fulll" in result.stderr and "Traceback" not in result.stderr
-
-
-def test_a_section_given_a_value_names_the_selector_to_use():
-    result = _run("reward", "reward_train=reward_full")
+    result = _run("dpo", "dpo=fulll")
     assert result.returncode == 2 and "Traceback" not in result.stderr
     lines = _error_lines(result)
-    assert len(lines) == 1 and "train@reward_train=reward_full" in lines[0]
+    assert len(lines) == 1 and "dpo/fulll" in lines[0] and "full lora qlora" in lines[0]
+
+
+def test_old_spellings_work_with_one_deprecation_line_each():
+    result = _run("reward", "reward_train=reward_full", "train.beta=0.2", "--cfg")
+    assert result.returncode == 0, result.stderr
+    cfg = yaml.safe_load(result.stdout)
+    assert cfg["reward"]["peft"] == "none" and cfg["dpo"]["beta"] == 0.2
+    notices = [line for line in result.stderr.splitlines() if "deprecated" in line]
+    assert notices == ["[counsel-align] deprecated: reward_train=reward_full -> reward=full (the old spelling goes in "
+                       "the next release)", "[counsel-align] deprecated: train.beta=0.2 -> dpo.beta=0.2 (the old "
+                       "spelling goes in the next release)"]
 
 
 def test_dpo_qlora_without_a_gpu_fails_before_any_work(tmp_path):
-    result = _run("dpo", "train=dpo_qlora", f"output_root={tmp_path}", env={"CUDA_VISIBLE_DEVICES": ""})
+    result = _run("dpo", "dpo=qlora", f"output_root={tmp_path}", env={"CUDA_VISIBLE_DEVICES": ""})
     assert result.returncode == 2 and "Traceback" not in result.stderr
     lines = _error_lines(result)
-    assert len(lines) == 1 and "train.peft=qlora" in lines[0] and "train=dpo_lora" in lines[0]
-    assert not list(tmp_path.iterdir())  # nothing started
+    assert len(lines) == 1 and "dpo.peft=qlora" in lines[0] and "dpo=lora" in lines[0]
+    assert [p.name for p in tmp_path.rglob("*") if ".hydra" not in p.parts] == ["quickstart"]  # only Hydra's record
 
 
 def test_downstream_stage_without_inputs_says_what_to_run(tmp_path):
@@ -72,10 +78,10 @@ def test_cfg_prints_the_composed_config():
 
 
 def test_a_mistyped_option_is_refused_before_any_stage_runs(tmp_path):
-    result = _run("pipeline", "train.learning_rate=abc", f"output_root={tmp_path}")
+    result = _run("pipeline", "dpo.learning_rate=abc", f"output_root={tmp_path}")
     assert result.returncode == 2 and "Traceback" not in result.stderr
     lines = _error_lines(result)
-    assert len(lines) == 1 and "train.learning_rate='abc' is not a number" in lines[0]
+    assert len(lines) == 1 and "dpo.learning_rate='abc' is not a number" in lines[0]
     assert not list(tmp_path.iterdir())  # no stage started
 
 

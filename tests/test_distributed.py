@@ -76,7 +76,7 @@ def launch(env: dict[str, str], zero: str | Path, target: list[str], overrides: 
     assert done.returncode == 0, (done.stdout + done.stderr)[-4000:]
 
 
-def train_overrides(model_dir: Path, root: Path, run: str, section: str = "train") -> list[str]:
+def train_overrides(model_dir: Path, root: Path, run: str, section: str = "dpo") -> list[str]:
     return [*tiny_overrides(model_dir, root, run), f"{section}.max_steps=2", f"{section}.save_steps=1",
             f"{section}.max_length=64", f"{section}.per_device_train_batch_size=2", f"{section}.learning_rate=1e-3"]
 
@@ -93,7 +93,7 @@ def assert_deepspeed_checkpoint(stage_dir: Path) -> None:
 
 
 def test_zero2_dpo_lora(deepspeed_env, tiny_model_dir, tmp_path):
-    overrides = [*train_overrides(tiny_model_dir, tmp_path, "z2"), "train=dpo_lora"]
+    overrides = [*train_overrides(tiny_model_dir, tmp_path, "z2"), "dpo=lora"]
     write_pairs(overrides)
     launch(deepspeed_env, "zero2", ["-m", "recipes.dpo"], overrides)
     stage = tmp_path / "z2" / "dpo"
@@ -108,7 +108,7 @@ def test_zero2_dpo_lora(deepspeed_env, tiny_model_dir, tmp_path):
 def test_zero3_dpo_full_consolidated_export(deepspeed_env, partitioned_zero3, tiny_model_dir, tmp_path):
     from transformers import AutoModelForCausalLM
 
-    overrides = [*train_overrides(tiny_model_dir, tmp_path, "z3"), "train=dpo_full"]
+    overrides = [*train_overrides(tiny_model_dir, tmp_path, "z3"), "dpo=full"]
     write_pairs(overrides)
     gathered_file = tmp_path / "gathered.pt"
     gathering_script = str(PROJECT_ROOT / "tests" / "ds_launch_dpo_gathered.py")
@@ -130,7 +130,7 @@ def test_zero3_dpo_full_consolidated_export(deepspeed_env, partitioned_zero3, ti
 
 def train_reward(env, accelerate_config: str | Path, model_dir: Path, root: Path, *train_config: str) -> Path:
     """Launch the reward stage with 2 processes; check what every launch must leave; return the stage folder."""
-    overrides = [*train_overrides(model_dir, root, "rm", section="reward_train"), *train_config]
+    overrides = [*train_overrides(model_dir, root, "rm", section="reward"), *train_config]
     write_pairs(overrides)
     launch(env, accelerate_config, ["-m", "recipes.reward"], overrides)
     stage = root / "rm" / "reward"
@@ -151,7 +151,7 @@ def test_zero3_full_reward_model_exports_gathered_weights(deepspeed_env, partiti
     from transformers import AutoModelForSequenceClassification
 
     model_dir = train_reward(deepspeed_env, partitioned_zero3, tiny_model_dir, tmp_path,
-                             "train@reward_train=reward_full") / "model"
+                             "reward=full") / "model"
     exported = AutoModelForSequenceClassification.from_pretrained(model_dir).state_dict()  # shapes are checked
     initial = AutoModelForSequenceClassification.from_pretrained(tiny_model_dir, num_labels=1).state_dict()
     assert exported.keys() == initial.keys()
@@ -165,7 +165,7 @@ def test_zero3_lora_reward_model_exports_a_whole_adapter(deepspeed_env, partitio
     from rewards.reward_models.io import load_reward
 
     model_dir = train_reward(deepspeed_env, partitioned_zero3, tiny_model_dir, tmp_path,
-                             "train@reward_train=reward") / "model"
+                             "reward=lora") / "model"
     adapter = load_file(model_dir / "adapter_model.safetensors")
     assert adapter and all(t.numel() > 0 for t in adapter.values())  # no empty ZeRO-3 stubs
     assert any("lora_B" in n and t.abs().sum() > 0 for n, t in adapter.items())  # B starts at zero: it was trained
@@ -183,8 +183,8 @@ def test_zero2_grpo_two_steps_with_a_reward_model(deepspeed_env, tiny_model_dir,
                         tmp_path / "rl" / "reward" / "model", **kwargs)
     fake_finished_run(tmp_path, "rl")
     overrides = [f"model.name_or_path={tiny_model_dir}", f"output_root={tmp_path}", "run=rl", "device=cpu",
-                 "wandb.mode=disabled", "train=grpo", "train.max_steps=2", "train.num_generations=2",
-                 "train.per_device_train_batch_size=2", "train.max_completion_length=8", "train.save_steps=1"]
+                 "wandb.mode=disabled", "grpo.max_steps=2", "grpo.num_generations=2",
+                 "grpo.per_device_train_batch_size=2", "grpo.max_completion_length=8", "grpo.save_steps=1"]
     launch(deepspeed_env, "zero2", ["-m", "recipes.grpo"], overrides)
     stage = tmp_path / "rl" / "grpo"
     metrics = json.loads((stage / "metrics.json").read_text())

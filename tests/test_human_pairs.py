@@ -94,6 +94,6 @@ def test_human_pairs_are_refused_for_a_multihead_reward_model(run_root, tiny_mod
 
     table = write_counselchat_like(tmp_path / "chat.csv")
     cfg = compose_config([*tiny_overrides(tiny_model_dir, run_root), f"pairs.human.sources=[{{path: {table}}}]",
-                          "train@reward_train=reward_multihead"])
+                          "reward=multihead"])
     with pytest.raises(UserError, match="reward_multihead"):
         pairs.run(cfg)

@@ -17,7 +17,7 @@ def test_progress_from_rank_zero_only_warnings_from_every_rank(monkeypatch, caps
     log = get_logger("tests.log")
     monkeypatch.setenv("RANK", "1")
     log.info("generate: running")
-    log.warning("stale lock")
+    log.warning("warning: stale lock")
     out, err = capsys.readouterr()
     assert out == "" and err == "[counsel-align] warning: stale lock\n"
     monkeypatch.setenv("RANK", "0")

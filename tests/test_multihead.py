@@ -137,9 +137,9 @@ def test_reward_stage_trains_one_head_per_principle_and_counts_bad_pairs(tiny_mo
     atomic_write_json(tmp_path / "run" / "pairs" / "manifest.json",
                       {"stage": "pairs", "outputs_sha256": "p" * 64, "rubric_sha256": "r" * 64})
     assert main([f"model.name_or_path={tiny_model_dir}", f"output_root={tmp_path}", "run=run", "device=cpu",
-                 "wandb.mode=disabled", "train@reward_train=reward_multihead", "reward_train.max_length=128",
-                 "reward_train.num_train_epochs=1", "reward_train.per_device_train_batch_size=2",
-                 "reward_train.save_steps=1000"]) == 0
+                 "wandb.mode=disabled", "reward=multihead", "reward.max_length=128",
+                 "reward.num_train_epochs=1", "reward.per_device_train_batch_size=2",
+                 "reward.save_steps=1000"]) == 0
     stage = tmp_path / "run" / "reward"
     manifest = json.loads((stage / "manifest.json").read_text())
     assert manifest["counts"]["train_data"] == {"total": 6, "kept": 4, "truncated": 0, "n_dropped": 2,

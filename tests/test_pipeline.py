@@ -11,7 +11,7 @@ from recipes.stages import pipeline_names
 from rewards.artifacts import read_jsonl
 from tests.conftest import PROJECT_ROOT, tiny_overrides
 
-STAGES = [name for name in pipeline_names() if name != "sft"]  # sft runs only with train.init_from=sft
+STAGES = [name for name in pipeline_names() if name != "sft"]  # sft runs only with dpo.init_from=sft
 METRIC_KEYS = {"n_prompts", "n_candidates", "n_pairs", "rm_accuracy", "rm_length_baseline", "base_score",
                "dpo_score", "win_rate", "stage_seconds"}
 

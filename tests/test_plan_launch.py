@@ -50,12 +50,12 @@ def test_preset_dry_run_prints_plan_without_weights(capsys):
 def test_dpo_dry_run_on_tiny_model_dir(tiny_model_dir, tmp_path, capsys):
     overrides = [f"model.name_or_path={tiny_model_dir}", f"output_root={tmp_path}", "run=dry", "dry_run=true",
                  "distributed.train_pairs=100", "distributed.num_processes=2",
-                 "distributed.accelerate_config=configs/accelerate/zero2.yaml", "train.max_steps=-1"]
+                 "distributed.accelerate_config=configs/accelerate/zero2.yaml", "dpo.max_steps=-1"]
     assert dpo_recipe.main(overrides) == 0
     out = capsys.readouterr().out
     assert "ZeRO-2 over 2 GPU(s)" in out and "100 train pairs" in out
     assert "13 steps x 8 pairs" in out  # dpo_lora: 4 per device x 2 GPUs; 100 pairs -> 13 steps
-    assert dpo_recipe.main([*overrides[:-1], "train.max_steps=6"]) == 0  # the quickstart's cap is respected
+    assert dpo_recipe.main([*overrides[:-1], "dpo.max_steps=6"]) == 0  # the quickstart's cap is respected
     assert "6 steps x 8 pairs" in capsys.readouterr().out
     assert not (tmp_path / "dry").exists()  # nothing trained or written
 

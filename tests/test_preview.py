@@ -81,13 +81,13 @@ def test_preview_command_prints_samples_and_counts(tiny_model_dir, tmp_path, cap
     pairs_file = tmp_path / "pairs.jsonl"
     atomic_write_jsonl(pairs_file, ROWS)
     code = preview_recipe.main([f"model.name_or_path={tiny_model_dir}", f"preview.pairs={pairs_file}",
-                                "preview.samples=2", "train.max_length=40"])
+                                "preview.samples=2", "dpo.max_length=40"])
     out = capsys.readouterr().out
     assert code == 0
     assert out.count("── sample") == 2 and "⟦" in out and "loss mask 0x" in out
     lengths = [max(len(ids) for ids in tokenize_pair(build_tiny_tokenizer(), row).sequences().values())
                for row in ROWS]
-    assert f"truncated at train.max_length=40: {sum(n > 40 for n in lengths)} " in out
+    assert f"truncated at dpo.max_length=40: {sum(n > 40 for n in lengths)} " in out
 
 
 def test_preview_without_pairs_is_one_line_error(tiny_model_dir, tmp_path, capsys):

@@ -58,9 +58,9 @@ def write_pairs(overrides: list[str]) -> None:
 
 
 def dpo_overrides(model_dir: Path, root: Path, run: str) -> list[str]:
-    return [*tiny_overrides(model_dir, root, run), "train=dpo_full", f"train.max_steps={STEPS}", "train.save_steps=1",
-            "train.save_total_limit=null", "train.learning_rate=1e-3", "train.max_length=64",
-            "train.per_device_train_batch_size=2"]
+    return [*tiny_overrides(model_dir, root, run), "dpo=full", f"dpo.max_steps={STEPS}", "dpo.save_steps=1",
+            "dpo.save_total_limit=null", "dpo.learning_rate=1e-3", "dpo.max_length=64",
+            "dpo.per_device_train_batch_size=2"]
 
 
 def with_callback(monkeypatch, callback: TrainerCallback) -> None:

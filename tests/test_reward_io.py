@@ -92,7 +92,7 @@ def test_qlora_on_cpu_is_a_one_line_error(monkeypatch):
         quantization_config({"peft": "qlora"})
     assert "\n" not in str(info.value)
     assert quantization_config({"peft": "lora"}) is None
-    with pytest.raises(UserError, match="reward_train.peft"):
+    with pytest.raises(UserError, match="reward.peft"):
         quantization_config({"peft": "qlroa"})
 
 
@@ -122,15 +122,16 @@ def test_online_rl_runs_two_steps_with_the_exported_reward(method, exported, tin
     monkeypatch.setattr(RewardScorer, "__call__", counting)
     main = grpo_main if method == "grpo" else rloo_main
     overrides = [f"model.name_or_path={tiny_model_dir}", f"output_root={exported['root']}", "run=run",
-                 "device=cpu", "wandb.mode=disabled", "train.max_steps=2", "train.num_generations=2",
-                 "train.per_device_train_batch_size=2", "train.max_completion_length=8", "train.save_steps=1000"]
+                 "device=cpu", "wandb.mode=disabled", f"{method}.max_steps=2", f"{method}.num_generations=2",
+                 f"{method}.per_device_train_batch_size=2", f"{method}.max_completion_length=8",
+                 f"{method}.save_steps=1000"]
     assert main(overrides) == 0
     stage = exported["root"] / "run" / method
     metrics = json.loads((stage / "metrics.json").read_text())
     assert metrics["n_logged_steps"] == 2 and metrics["use_vllm"] is False
     assert sum(calls) >= 4 and all(n % 2 == 0 for n in calls)  # 2 completions per prompt, scored in batches
     assert (stage / "model" / "adapter_model.safetensors").exists()
-    assert json.loads((stage / "manifest.json").read_text())["config"]["train"]["method"] == method
+    assert json.loads((stage / "manifest.json").read_text())["config"][method]["method"] == method
     card = json.loads((stage / "model" / "model_card.json").read_text())  # the rubric of the reward model
     assert card["method"] == method and card["rubric"]["sha256"] == "a" * 64 and len(card["code"]["commit"]) == 40
     assert len(json.loads((stage / "log_history.json").read_text())) > 2
@@ -141,5 +142,5 @@ def test_online_rl_refuses_a_config_for_the_other_method(exported, tiny_model_di
 
     fake_finished_run(exported["root"], "run")
     code = grpo_main([f"model.name_or_path={tiny_model_dir}", f"output_root={exported['root']}", "run=run",
-                      "train=rloo", "wandb.mode=disabled"])
-    assert code == 2 and "needs train=grpo" in capsys.readouterr().err
+                      "grpo.method=rloo", "wandb.mode=disabled"])
+    assert code == 2 and "`counsel-align grpo` trains grpo" in capsys.readouterr().err

@@ -117,7 +117,7 @@ def test_dpo_from_sft_starts_from_the_sft_weights(tiny_model_dir, tmp_path, huma
 
     judged_run(tmp_path / "t", rubric)
     overrides = [*stage_overrides(tiny_model_dir, tmp_path, human_csv), "sft.learning_rate=0.05",
-                 "train.init_from=sft", "train.max_steps=1", "train.learning_rate=0.0"]
+                 "dpo.init_from=sft", "dpo.max_steps=1", "dpo.learning_rate=0.0"]
     cfg = compose_config(overrides)
     assert pipeline_stages(cfg)[0].name == "sft"  # the pipeline runs sft first when DPO starts from it
     assert "sft" not in [s.name for s in pipeline_stages(compose_config(overrides[:-3]))]
@@ -143,9 +143,9 @@ def test_dpo_loss_type_passes_through_to_trl(tiny_model_dir, tiny_tokenizer, tmp
 
     from rewards.training.policy import build_dpo_trainer
 
-    cfg = compose_config([*tiny_overrides(tiny_model_dir, tmp_path), f"train.loss_type={loss_type}",
-                          "train.max_steps=1", "train.label_smoothing=0.1" if loss_type == "robust" else "seed=1"])
-    train_cfg = {k: v for k, v in cfg.train.items()}
+    cfg = compose_config([*tiny_overrides(tiny_model_dir, tmp_path), f"dpo.loss_type={loss_type}",
+                          "dpo.max_steps=1", "dpo.label_smoothing=0.1" if loss_type == "robust" else "seed=1"])
+    train_cfg = {k: v for k, v in cfg.dpo.items()}
     rows = [{"prompt": [{"role": "user", "content": "I feel anxious."}],
              "chosen": [{"role": "assistant", "content": "That sounds hard."}],
              "rejected": [{"role": "assistant", "content": "Stop it."}]}] * 2
@@ -159,5 +159,5 @@ def test_dpo_loss_type_passes_through_to_trl(tiny_model_dir, tiny_tokenizer, tmp
 def test_unknown_loss_type_is_one_line_naming_the_key(tiny_model_dir, tiny_tokenizer, tmp_path):
     from rewards.training.policy import build_dpo_trainer
 
-    with pytest.raises(UserError, match="train.loss_type: 'dpo' is not a TRL DPO loss"):
+    with pytest.raises(UserError, match="dpo.loss_type: 'dpo' is not a TRL DPO loss"):
         build_dpo_trainer(str(tiny_model_dir), tiny_tokenizer, None, {"loss_type": ["sigmoid", "dpo"]}, tmp_path, [])

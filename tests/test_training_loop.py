@@ -41,9 +41,9 @@ def write_scored_pairs(overrides: list[str]) -> dict:
 
 
 def reward_overrides(model_dir: Path, root: Path, run: str, *extra: str) -> list[str]:
-    return [*tiny_overrides(model_dir, root, run), f"reward_train.max_steps={STEPS}", "reward_train.save_steps=1",
-            "reward_train.save_total_limit=null", "reward_train.max_length=64", "reward_train.learning_rate=1e-3",
-            "reward_train.per_device_train_batch_size=2", *extra]
+    return [*tiny_overrides(model_dir, root, run), f"reward.max_steps={STEPS}", "reward.save_steps=1",
+            "reward.save_total_limit=null", "reward.max_length=64", "reward.learning_rate=1e-3",
+            "reward.per_device_train_batch_size=2", *extra]
 
 
 def with_reward_callback(monkeypatch, callback: TrainerCallback) -> None:
@@ -132,7 +132,7 @@ def test_reward_stage_honours_resume_true_false_and_auto(tiny_model_dir, tmp_pat
 
 def test_multihead_reward_nan_loss_stops_and_keeps_last_good_checkpoint(tiny_model_dir, tmp_path, monkeypatch,
                                                                         capsys):
-    overrides = reward_overrides(tiny_model_dir, tmp_path, "diverge", "train@reward_train=reward_multihead")
+    overrides = reward_overrides(tiny_model_dir, tmp_path, "diverge", "reward=multihead")
     write_scored_pairs(overrides)
     with_reward_callback(monkeypatch, PoisonAtStep(3))
     assert reward_recipe.main(overrides) == 2
@@ -162,9 +162,9 @@ def test_online_resume_continues_at_step_3_and_keeps_checkpoint_1(method, tiny_m
                         max_length=256, provenance={"rubric_sha256": "a" * 64, "pairs_sha256": "b" * 64})
     fake_finished_run(tmp_path, "rl")
     overrides = [f"model.name_or_path={tiny_model_dir}", f"output_root={tmp_path}", "run=rl", "device=cpu",
-                 "wandb.mode=disabled", f"train.max_steps={STEPS}", "train.num_generations=2",
-                 "train.per_device_train_batch_size=2", "train.max_completion_length=8", "train.save_steps=1",
-                 "train.save_total_limit=null"]
+                 "wandb.mode=disabled", f"{method}.max_steps={STEPS}", f"{method}.num_generations=2",
+                 f"{method}.per_device_train_batch_size=2", f"{method}.max_completion_length=8",
+                 f"{method}.save_steps=1", f"{method}.save_total_limit=null"]
     stage, main = tmp_path / "rl" / method, grpo_main if method == "grpo" else rloo_main
     with monkeypatch.context() as patch:
         with_online_callback(patch, KillAtStep(3))
@@ -217,9 +217,9 @@ def test_grpo_stops_before_saving_or_sampling_from_non_finite_weights(tiny_model
     fake_finished_run(tmp_path, "rl")
     with_online_callback(monkeypatch, PoisonAfterStep(2))
     assert grpo_main([f"model.name_or_path={tiny_model_dir}", f"output_root={tmp_path}", "run=rl", "device=cpu",
-                      "wandb.mode=disabled", f"train.max_steps={STEPS}", "train.num_generations=2",
-                      "train.per_device_train_batch_size=2", "train.max_completion_length=8", "train.save_steps=1",
-                      "train.save_total_limit=null"]) == 2
+                      "wandb.mode=disabled", f"grpo.max_steps={STEPS}", "grpo.num_generations=2",
+                      "grpo.per_device_train_batch_size=2", "grpo.max_completion_length=8", "grpo.save_steps=1",
+                      "grpo.save_total_limit=null"]) == 2
     err = error_lines(capsys, "grpo")
     assert len(err) == 1, err
     assert "the trained weights became non-finite at step 2" in err[0] and "checkpoint-1" in err[0]

@@ -67,9 +67,9 @@ def judge_feedback(cfg: DictConfig, client: str, reply: str, max_new_tokens: int
         return local_feedback(build_judge(cfg, rubric), client, reply, weights, max_new_tokens)
     if cfg.judge.backend == "openai_compatible":
         return remote_feedback(rubric, client, reply, weights, base_url=cfg.judge.base_url, model=cfg.judge.model,
-                               api_key_env=cfg.judge.api_key_env, timeout=cfg.judge.get("timeout", 60),
-                               max_retries=cfg.judge.get("max_retries", 3),
-                               temperature=cfg.judge.get("temperature", 0.0))
+                               api_key_env=cfg.judge.api_key_env, timeout=cfg.judge.timeout,
+                               max_retries=cfg.judge.max_retries,
+                               temperature=cfg.judge.temperature)
     raise UserError(f"judge.backend: unknown backend {cfg.judge.backend!r}; use judge=local or judge=openai_compatible")
 
 

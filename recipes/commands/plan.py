@@ -46,8 +46,8 @@ def build_plan(cfg: DictConfig) -> dict:
     zero = zero_settings(project_path(dist.accelerate_config), root=PROJECT_ROOT)
     pairs, pairs_source = _train_pairs(cfg)
     return {"arch": arch, "zero": zero, "gpus": gpus, "pairs_source": pairs_source,
-            "stages": [_stage_plan("reward", "reward_train", cfg, arch, zero, gpus, pairs),
-                       _stage_plan("dpo", "train", cfg, arch, zero, gpus, pairs)]}
+            "stages": [_stage_plan("reward", "reward", cfg, arch, zero, gpus, pairs),
+                       _stage_plan("dpo", "dpo", cfg, arch, zero, gpus, pairs)]}
 
 
 def format_plan(cfg: DictConfig, plan: dict) -> str:

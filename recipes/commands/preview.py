@@ -50,8 +50,9 @@ def load_rows(cfg: DictConfig) -> list[dict]:
 
 def run(cfg: DictConfig) -> dict:
     section = cfg.preview.section
-    if section not in ("train", "reward_train"):
-        raise UserError(f"preview.section: {section!r} is not one of train, reward_train")
+    section = {"train": "dpo", "reward_train": "reward"}.get(section, section)  # old spellings, one release
+    if section not in ("dpo", "reward"):
+        raise UserError(f"preview.section: {section!r} is not one of dpo, reward")
     max_length = int(cfg[section].max_length)
     rows = load_rows(cfg)
     tokenizer = load_tokenizer(cfg.model.name_or_path, cfg.model.trust_remote_code)

@@ -61,7 +61,7 @@ def format_table(result: dict[str, float], weights: dict[str, float]) -> str:
     lines += [f"{h:<20} {weights.get(h, 1.0):>7.2f} {result[h]:>9.4f}" for h in heads]
     lines.append(f"{'aggregate':<20} {'':>7} {result['aggregate']:>9.4f}  (weighted mean of the heads)")
     if heads == ["reward"]:
-        lines.append("note: this is a scalar reward model; train with train@reward_train=reward_multihead "
+        lines.append("note: this is a scalar reward model; train with reward=multihead "
                      "for per-principle heads")
     return "\n".join(lines)
 

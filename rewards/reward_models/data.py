@@ -87,7 +87,7 @@ def tokenize_pairs(rows: Iterable[dict], tokenizer, max_length: int, overflow: s
     last ``max_length`` tokens of each side.
     """
     if overflow not in OVERFLOW_MODES:
-        raise UserError(f"reward_train.overflow: {overflow!r} is not one of {list(OVERFLOW_MODES)}")
+        raise UserError(f"reward.overflow: {overflow!r} is not one of {list(OVERFLOW_MODES)}")
     rows = list(rows)
     required = [*PAIR_COLUMNS, *(["margin"] if use_margin else []), *principle_columns(principle_ids)]
     if rows:

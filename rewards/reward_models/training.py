@@ -11,7 +11,7 @@ from rewards.models import resolve_model_path, torch_dtype
 from rewards.training.arguments import build_lora_config, qlora_quantization_config, training_arguments
 
 
-def quantization_config(train_cfg: Mapping, section: str = "reward_train"):
+def quantization_config(train_cfg: Mapping, section: str = "reward"):
     """A 4-bit nf4 ``BitsAndBytesConfig`` for ``peft: qlora`` (CUDA only), else None."""
     return qlora_quantization_config(train_cfg, section)
 

@@ -10,11 +10,10 @@ from rewards.distributed import deepspeed_requested, default_ddp_backend, warn_a
 from rewards.errors import UserError
 
 PEFT_MODES = ("none", "lora", "qlora")
-FULL_OR_LORA = {"reward_train": "reward_train=reward (LoRA) or reward_train=reward_full",
-                "train": "train=dpo_lora or train=dpo_full"}
+FULL_OR_LORA = {"reward": "reward=lora or reward=full", "dpo": "dpo=lora or dpo=full"}
 
 
-def qlora_quantization_config(train_cfg, section: str = "train"):
+def qlora_quantization_config(train_cfg, section: str = "dpo"):
     """A 4-bit nf4 ``BitsAndBytesConfig`` when ``<section>.peft`` is 'qlora' (needs CUDA), else None."""
     import torch
 
@@ -41,7 +40,7 @@ TRAINING_KEYS = (
 
 
 def build_lora_config(train_cfg: dict, task_type: str):
-    """A peft ``LoraConfig`` when ``train.peft`` is 'lora' or 'qlora', else None (full fine-tuning)."""
+    """A peft ``LoraConfig`` when ``dpo.peft`` is 'lora' or 'qlora', else None (full fine-tuning)."""
     if train_cfg.get("peft", "none") in (None, "none"):
         return None
     from peft import LoraConfig

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import math
 import shutil
 from pathlib import Path
@@ -9,10 +10,12 @@ from pathlib import Path
 from transformers import TrainerCallback
 from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR, get_last_checkpoint
 
-from rewards.artifacts import swap_in_dir
+from rewards.artifacts import kill_point, swap_in_dir
 from rewards.distributed import is_main_process
 from rewards.errors import UserError
 from rewards.log import get_logger
+
+log = get_logger(__name__)
 
 log = get_logger(__name__)
 
@@ -45,7 +48,25 @@ def resume_checkpoint(checkpoint_dir: str | Path, mode: str | bool) -> str | Non
         log.warning(f"removing {', '.join(p.name for p in cut_short)} under {folder}: no {TRAINER_STATE} "
                     "(cut short while saving)")
     _remove(cut_short)
+    if last is not None and _is_final(last):
+        # The run was killed after its last step was saved, before the stage finished. The Trainer resumed from its
+        # final checkpoint trains one step too many (the rerun's weights differ from an uninterrupted run's), so
+        # the last save_steps steps are trained again from the checkpoint before it.
+        if is_main_process():
+            log.warning(f"{last.name} under {folder} is the final step: resuming from the checkpoint before it")
+        _remove([last])
+        earlier = [path for path in complete if path != last]
+        last = earlier[-1] if earlier else None
     return str(last) if last else None
+
+
+def _is_final(checkpoint: Path) -> bool:
+    """Whether the checkpoint was saved at the run's last step (its trainer state says training was over)."""
+    try:
+        state = json.loads((checkpoint / TRAINER_STATE).read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError):
+        return False
+    return 0 < int(state.get("max_steps") or 0) <= int(state.get("global_step") or 0)
 
 
 def _step_of(path: Path) -> int:
@@ -77,11 +98,16 @@ class NonFiniteLossGuard(TrainerCallback):
         self.what = ""
 
     def on_step_end(self, args, state, control, model=None, **kwargs):
+        kill_point("train.step")
         if control.should_save:
             control.should_log = True
         if self.bad_step is None and model is not None and not trainable_weights_finite(model):
             self._trip(state.global_step, control, "the trained weights became non-finite")
             control.should_log = True  # the step's loss, when it is the cause, names it better (on_log)
+        return control
+
+    def on_save(self, args, state, control, **kwargs):
+        kill_point("checkpoint.saved")  # the Trainer calls this after the checkpoint folder is complete
         return control
 
     def on_log(self, args, state, control, logs=None, **kwargs):
@@ -104,7 +130,7 @@ class NonFiniteLossGuard(TrainerCallback):
         last = get_last_checkpoint(str(folder)) if folder.is_dir() else None
         kept = f"last good checkpoint: {last}" if last else "no checkpoint was saved before it"
         raise UserError(f"training stopped: {self.what} at step {self.bad_step} ({kept}); "
-                        "lower train.learning_rate or check the data, then rerun to resume")
+                        "lower the learning_rate or check the data, then rerun to resume")
 
 
 def trainable_weights_finite(model) -> bool:

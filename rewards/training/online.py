@@ -26,8 +26,8 @@ def want_vllm(setting: object) -> bool:
     if setting in ("auto", None):
         return available
     if setting and not available:
-        raise UserError("train.use_vllm=true: vLLM generation needs the vllm package and a CUDA GPU; "
-                        "set train.use_vllm=auto to fall back to transformers generate")
+        raise UserError("use_vllm=true: vLLM generation needs the vllm package and a CUDA GPU; "
+                        "set use_vllm=auto to fall back to transformers generate")
     return bool(setting)
 
 
@@ -46,7 +46,7 @@ def build_online_trainer(method: str, model_path: str, tokenizer, train_dataset,
                          callbacks=None):
     """A GRPOTrainer or RLOOTrainer; with LoRA the KL reference (``beta`` > 0) is the base with the adapter off."""
     if method not in METHODS:
-        raise UserError(f"train.method: {method!r} is not one of {list(METHODS)}")
+        raise UserError(f"method: {method!r} is not one of {list(METHODS)}")
     if method == "grpo":
         from trl import GRPOConfig as Config
         from trl import GRPOTrainer as Trainer

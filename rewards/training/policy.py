@@ -20,7 +20,7 @@ def check_loss_type(loss_type: str | list[str] | None) -> None:
     """One-line error for a loss TRL's DPO does not have (TRL itself would fail deep inside the trainer)."""
     for name in [loss_type] if isinstance(loss_type, str) else list(loss_type or []):
         if name not in DPO_LOSS_TYPES:
-            raise UserError(f"train.loss_type: {name!r} is not a TRL DPO loss; use one of {', '.join(DPO_LOSS_TYPES)}")
+            raise UserError(f"dpo.loss_type: {name!r} is not a TRL DPO loss; use one of {', '.join(DPO_LOSS_TYPES)}")
 
 
 def build_dpo_trainer(model_path: str, tokenizer, train_dataset, train_cfg: dict, output_dir: str | Path,
@@ -55,7 +55,7 @@ def load_policy_model(model_path: str, train_cfg: dict):
     import torch
     from transformers import AutoModelForCausalLM
 
-    quant = qlora_quantization_config(train_cfg, "train")
+    quant = qlora_quantization_config(train_cfg, train_cfg.get("method", "dpo"))
     kwargs = {"dtype": torch_dtype(train_cfg.get("dtype")), "use_safetensors": True}
     if quant is not None:
         kwargs.update(quantization_config=quant, device_map={"": torch.cuda.current_device()})

@@ -1,0 +1,116 @@
+"""Hydra's command line: multirun sweeps of the reward stage (submitit_local), their rerun, Optuna, sweep errors.
+
+These launch real (tiny) training: four reward-model points of one step each on the tiny model and 8 pairs.
+"""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+from recipes.runs import collect_runs, format_sweep
+
+from recipes.reward import main as reward_main
+from tests.conftest import PROJECT_ROOT, tiny_overrides
+from tests.test_resume_guard import write_pairs
+
+pytest.importorskip("hydra_plugins.hydra_submitit_launcher", reason="needs the [cluster] extra")
+pytest.importorskip("hydra_plugins.hydra_optuna_sweeper", reason="needs the [cluster] extra")
+
+SWEEP = ["reward.learning_rate=1e-4,1e-3", "reward.lora.r=4,8"]
+
+
+def reward_run(model_dir: Path, root: Path, run: str) -> list[str]:
+    """Overrides of a reward run whose pairs stage has finished (8 pairs): each point trains one step."""
+    overrides = [*tiny_overrides(model_dir, root, run), "reward.max_steps=1", "reward.max_length=64",
+                 "reward.save_steps=1000"]
+    write_pairs(overrides)
+    return overrides
+
+
+def manifests(run_dir: Path) -> dict[str, float]:
+    return {str(p.relative_to(run_dir)): p.stat().st_mtime_ns for p in run_dir.glob("*/reward/manifest.json")}
+
+
+def test_a_2x2_sweep_with_submitit_local_runs_four_points_and_a_rerun_skips_them(tiny_model_dir, tmp_path,
+                                                                                  monkeypatch):
+    monkeypatch.setenv("PYTHONPATH", str(PROJECT_ROOT))  # submitit's job processes import this checkout
+    base = reward_run(tiny_model_dir, tmp_path, "s")
+    command = [*base, "-m", "hydra/launcher=submitit_local", *SWEEP]
+    assert reward_main(command) == 0
+    run_dir = tmp_path / "s"
+    points = sorted(p.parent.parent for p in run_dir.glob("*/reward/manifest.json"))
+    assert [p.name for p in points] == ["reward.learning_rate=0.0001,reward.lora.r=4",
+                                        "reward.learning_rate=0.0001,reward.lora.r=8",
+                                        "reward.learning_rate=0.001,reward.lora.r=4",
+                                        "reward.learning_rate=0.001,reward.lora.r=8"]
+    for point in points:
+        assert {"config.yaml", "overrides.yaml", "hydra.yaml"} <= {p.name for p in (point / ".hydra").iterdir()}
+        config = yaml.safe_load((point / ".hydra" / "config.yaml").read_text())
+        manifest = json.loads((point / "reward" / "manifest.json").read_text())
+        assert manifest["config"]["reward"]["lora"]["r"] == config["reward"]["lora"]["r"]
+        assert manifest["inputs"]["pairs"] == json.loads((run_dir / "pairs" / "manifest.json").read_text())[
+            "outputs_sha256"]  # each point read the run's pairs
+    runs = {s["run"]: s for s in collect_runs(tmp_path)}
+    sweep = runs["s"]["sweep"]
+    assert [p["status"] for p in sweep] == ["finished"] * 4
+    assert all(p["objective"] == "rm_accuracy" and isinstance(p["value"], float) for p in sweep)
+    table = format_sweep("s", sweep)
+    assert "reward.learning_rate=0.001 reward.lora.r=8" in table and "rm_accuracy=" in table
+
+    before = manifests(run_dir)
+    assert reward_main(command) == 0  # the same sweep again: every point is up to date
+    assert manifests(run_dir) == before
+
+
+def test_an_optuna_search_of_four_trials_finishes_and_reports_the_best(tiny_model_dir, tmp_path):
+    base = reward_run(tiny_model_dir, tmp_path, "o")
+    assert reward_main([*base, "-m", "hydra/sweeper=reward_search", "hydra.sweeper.n_trials=4"]) == 0
+    run_dir = tmp_path / "o"
+    result = yaml.safe_load((run_dir / "optimization_results.yaml").read_text())
+    assert set(result["best_params"]) == {"reward.learning_rate", "reward.lora.r"}
+    assert 0.0 <= result["best_value"] <= 1.0
+    points = [p for p in collect_runs(tmp_path)[0]["sweep"] if p["status"] == "finished"]
+    assert len(points) == 4 and max(p["value"] for p in points) == result["best_value"]
+
+
+def test_a_misspelt_key_in_a_sweep_is_one_line_and_exit_2(tmp_path):
+    result = subprocess.run([sys.executable, "-m", "recipes.cli", "reward", "-m", f"output_root={tmp_path}",
+                             "reward.lerning_rate=1e-4,1e-3"], cwd=PROJECT_ROOT, capture_output=True, text=True,
+                            timeout=300, env={**os.environ})
+    lines = [line for line in result.stderr.splitlines() if line.strip() and "Warning" not in line]
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert len(lines) == 1 and "reward.lerning_rate" in lines[0]
+    assert not list(tmp_path.iterdir())  # no point started
+
+
+def test_a_wrong_value_in_any_sweep_point_stops_before_the_first(tmp_path, capsys):
+    assert reward_main(["-m", f"output_root={tmp_path}", "reward.learning_rate=1e-4,abc"]) == 2
+    assert "reward.learning_rate='abc' is not a number" in capsys.readouterr().err
+    assert not list(tmp_path.iterdir())
+
+
+def test_cfg_hydra_and_info_print_hydra_settings(capsys):
+    assert reward_main(["--cfg", "hydra"]) == 0
+    assert "override_dirname" in capsys.readouterr().out
+    assert reward_main(["--info", "plugins"]) == 0
+    out = capsys.readouterr().out
+    assert "SubmititLauncher" in out and "OptunaSweeper" in out
+
+
+def test_hydra_run_dir_is_where_the_stage_writes_and_dot_hydra_is_saved(tiny_model_dir, tmp_path):
+    base = reward_run(tiny_model_dir, tmp_path, "r")
+    target = tmp_path / "elsewhere"
+    assert reward_main([*base, f"hydra.run.dir={target}", f"inputs_from={tmp_path / 'r'}"]) == 0
+    assert (target / "reward" / "manifest.json").is_file() and (target / ".hydra" / "overrides.yaml").is_file()
+
+
+def test_hydra_job_chdir_runs_the_stage_in_its_run_folder(tiny_model_dir, tmp_path):
+    base = reward_run(tiny_model_dir, tmp_path, "c")
+    cwd = Path.cwd()
+    assert reward_main([*base, "hydra.job.chdir=true"]) == 0
+    assert Path.cwd() == cwd  # Hydra changes back after the job
+    assert (tmp_path / "c" / "reward" / "manifest.json").is_file() and (tmp_path / "c" / ".hydra").is_dir()
