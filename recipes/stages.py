@@ -66,7 +66,8 @@ _SPECS = (
               input_stages=("pairs",), config_keys=("model", "dpo", "seed"), in_pipeline=True,
               objective="reward_margin"),
     StageSpec("evaluate", "recipes.evaluate", "win rate, red-flag suite and release gate; export the checkpoint",
-              input_stages=("generate", "reward", "dpo"), input_paths=("evaluate.redflags", "evaluate.reference"),
+              input_stages=("generate", "probes", "reward", "dpo"),  # probes: the card carries the judge's figures
+              input_paths=("evaluate.redflags", "evaluate.reference"),
               config_keys=("model", "judge", "evaluate", "principles", "device", "seed"), uses_rubric=True,
               in_pipeline=True, objective="win_rate"),
     StageSpec("report", "recipes.report", "metrics.json, report.md, report.html and plots from every manifest",
