@@ -60,7 +60,7 @@ def lora():
 
 
 def dpo_trainer(model_dir: Path, tokenizer, dataset):
-    from rewards.policy import build_dpo_trainer
+    from rewards.training.policy import build_dpo_trainer
 
     settings = {"peft": "lora", "lora": {"r": 16, "alpha": 32, "target_modules": "all-linear"}, "beta": 0.1,
                 **{k: v for k, v in common_args(len(dataset)).items() if k not in ("report_to", "save_strategy")},

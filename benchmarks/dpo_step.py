@@ -61,7 +61,7 @@ def trainer_step(trainer, batch) -> Callable[[], None]:
 
 
 def our_trainer(model_dir, tokenizer, dataset):
-    from rewards.policy import build_dpo_trainer
+    from rewards.training.policy import build_dpo_trainer
 
     settings = {**OUR_SETTINGS, "per_device_train_batch_size": len(dataset)}
     return build_dpo_trainer(str(model_dir), tokenizer, dataset, settings, "/tmp/bench-dpo-ours", [], seed=0)

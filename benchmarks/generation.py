@@ -20,7 +20,13 @@ from benchmarks.common import write_result
 from recipes._entry import compose_config
 from recipes.generate import responders, selected_prompts
 from rewards.artifacts import Journal
-from rewards.generation import batched, chat_messages, generate_candidates, generate_texts, render_prompts
+from rewards.generation.responders import (
+    batched,
+    chat_messages,
+    generate_candidates,
+    generate_texts,
+    render_prompts,
+)
 from rewards.models import load_causal_lm, load_tokenizer
 
 

@@ -62,8 +62,8 @@ def settings(steps: int, batch: int) -> dict:
 
 def our_run(model_dir: Path, tokenizer, dataset, train_cfg: dict, output: Path) -> list[float]:
     """What ``recipes/dpo.py`` builds: our trainer, our guards, then ``train()``."""
-    from rewards.checkpointing import install_guards
-    from rewards.policy import build_dpo_trainer
+    from rewards.training.checkpointing import install_guards
+    from rewards.training.policy import build_dpo_trainer
 
     timer = StepTimes()
     trainer = build_dpo_trainer(str(model_dir), tokenizer, dataset, train_cfg, output, [], seed=0,

@@ -21,6 +21,7 @@ from omegaconf import DictConfig, OmegaConf
 
 import recipes.config_schema  # noqa: F401  (registers the stage schemas with Hydra's ConfigStore)
 from recipes.option_types import check_options, config_values
+from recipes.project_files import output_path, project_path, project_root
 from recipes.stages import STAGES, StageSpec, stages_of_command
 from rewards.artifacts import (
     atomic_write_json,
@@ -33,32 +34,27 @@ from rewards.artifacts import (
 )
 from rewards.distributed import is_main_process, wait_for_all_ranks, wait_for_file_text
 from rewards.errors import UserError
+from rewards.log import get_logger, set_verbosity
 from rewards.versions import code_version, package_versions
 
-CONFIG_DIR = Path(__file__).resolve().parent.parent / "configs"
-PROJECT_ROOT = CONFIG_DIR.parent
+log = get_logger(__name__)
+
+PROJECT_ROOT = project_root()  # configs/, principles/, data/: the checkout, else the installed copy
+CONFIG_DIR = PROJECT_ROOT / "configs"
 FINGERPRINT_FILE = ".fingerprint"
-
-
-def project_path(path: str | os.PathLike) -> Path:
-    """Paths in configs are relative to the working directory, else to the project root."""
-    candidate = Path(path).expanduser()
-    if candidate.is_absolute() or candidate.exists():
-        return candidate
-    return PROJECT_ROOT / candidate
 
 
 def _output_root(path: str) -> str:
     """``${counsel_output_root:${output_root}}`` in Hydra's run/sweep dirs: the same folder stages write to."""
-    return str(project_path(path))
+    return str(output_path(path))
 
 
 if not OmegaConf.has_resolver("counsel_output_root"):
     OmegaConf.register_new_resolver("counsel_output_root", _output_root)
 
 
-def _one_line(text: str) -> str:
-    return " ".join(part.strip() for part in str(text).strip().splitlines() if part.strip())
+def _one_line(text: object) -> str:
+    return " ".join(str(text).split())
 
 
 def compose_config(overrides: list[str], command: str | None = None) -> DictConfig:
@@ -119,8 +115,7 @@ def rewrite_deprecated(overrides: list[str], command: str | None = None) -> list
         new = _rewrite_one(override, section)
         if new != override and override not in _warned:
             _warned.add(override)
-            print(f"[counsel-align] deprecated: {override} -> {new} (the old spelling goes in the next release)",
-                  file=sys.stderr, flush=True)
+            log.warning(f"deprecated: {override} -> {new} (the old spelling goes in the next release)")
         rewritten.append(new)
     return rewritten
 
@@ -217,7 +212,7 @@ def run_dir_of(cfg: DictConfig) -> Path:
     """This run's folder: Hydra's output folder when the CLI ran it (``run_dir``), else ``<output_root>/<run>``."""
     if cfg.get("run_dir"):
         return Path(cfg.run_dir)
-    return project_path(cfg.output_root) / cfg.run
+    return output_path(cfg.output_root) / cfg.run  # under the working directory unless absolute
 
 
 def input_stage_dir(cfg: DictConfig, run_dir: Path, stage: str) -> Path:
@@ -225,7 +220,7 @@ def input_stage_dir(cfg: DictConfig, run_dir: Path, stage: str) -> Path:
     own = run_dir / stage
     if read_manifest(own) is not None or not cfg.get("inputs_from"):
         return own
-    return project_path(cfg.inputs_from) / stage
+    return output_path(cfg.inputs_from) / stage
 
 
 def _rubric_hash(cfg: DictConfig) -> str:
@@ -302,7 +297,7 @@ def run_stage(cfg: DictConfig, name: str, work: Callable[[StageContext], dict], 
     fingerprint = _fingerprint(name, config, input_hashes, rubric_hash, input_files)
     existing = read_manifest(stage_dir)
     if existing and existing.get("fingerprint") == fingerprint:
-        print(f"[counsel-align] {name}: up to date, skipped ({stage_dir})", flush=True)
+        log.info(f"{name}: up to date, skipped ({stage_dir})")
         return existing
     if not is_main_process():  # under `accelerate launch`: rank 0 prepares the folder and writes the manifest
         wait_for_file_text(stage_dir / FINGERPRINT_FILE, fingerprint)
@@ -310,7 +305,7 @@ def run_stage(cfg: DictConfig, name: str, work: Callable[[StageContext], dict], 
         wait_for_all_ranks()  # rank 0 hashes the folder only after every rank has stopped writing to it
         return {"stage": name, "fingerprint": fingerprint}
     _prepare_stage_dir(stage_dir, fingerprint)
-    print(f"[counsel-align] {name}: running -> {stage_dir}", flush=True)
+    log.info(f"{name}: running -> {stage_dir}")
     started = time.perf_counter()
     result = work(StageContext(cfg=cfg, name=name, run_dir=run_dir, dir=stage_dir)) or {}
     wait_for_all_ranks()
@@ -331,7 +326,7 @@ def run_stage(cfg: DictConfig, name: str, work: Callable[[StageContext], dict], 
     }
     kill_point("manifest.write")  # outputs complete, manifest not yet written
     atomic_write_json(stage_dir / "manifest.json", manifest)
-    print(f"[counsel-align] {name}: done in {manifest['wall_seconds']:.1f}s", flush=True)
+    log.info(f"{name}: done in {manifest['wall_seconds']:.1f}s")
     return manifest
 
 
@@ -352,7 +347,7 @@ def _prepare_stage_dir(stage_dir: Path, fingerprint: str) -> None:
     atomic_write_text(marker, fingerprint)
 
 
-USAGE = """usage: counsel-align {stage} [key=value ...] [-m|--multirun] [--cfg job|hydra] [--info] [--resolve]
+USAGE = """usage: counsel-align {stage} [key=value ...] [-m|--multirun] [--cfg job|hydra] [--info] [-q|-v]
 
 Hydra overrides, e.g. run=myrun experiment=quickstart dpo=full dpo.beta=0.2 model.name_or_path=Qwen/Qwen2.5-7B-Instruct.
   --cfg [job|hydra]   print the composed config (job, the default) or Hydra's own settings, and exit
@@ -362,6 +357,7 @@ Hydra overrides, e.g. run=myrun experiment=quickstart dpo=full dpo.beta=0.2 mode
                       outputs/<run>/; hydra/launcher=submitit_slurm_accelerate|submitit_local|joblib and
                       hydra/sweeper=reward_search (Optuna) come with `pip install -e ".[cluster]"`
   hydra.run.dir=DIR   where this run's stage folders and .hydra/ go (default outputs/<run>)
+  -q, --quiet         warnings only; -v, --verbose: debug lines too
   --hydra-help        Hydra's own help"""
 
 
@@ -457,10 +453,10 @@ def _prepare_job_config(cfg: DictConfig, command: str, fixed_keys: list[str]) ->
     with open_dict(cfg):
         if hydra_cfg.job.chdir:  # Hydra has changed into the job's folder: the output root is where it was before
             with contextlib.chdir(hydra_cfg.runtime.cwd):
-                cfg.output_root = str(project_path(cfg.output_root).resolve())
+                cfg.output_root = str(output_path(cfg.output_root).resolve())
         if not cfg.dry_run:
             cfg.run_dir = hydra_cfg.runtime.output_dir  # hydra.run.dir, or the sweep point's folder
-        base = project_path(cfg.output_root) / cfg.run
+        base = output_path(cfg.output_root) / cfg.run
         if hydra_cfg.mode == RunMode.MULTIRUN and cfg.run_dir and Path(cfg.run_dir) != base:  # a point below the run
             cfg.inputs_from = cfg.inputs_from or str(base)  # upstream stages come from the run the sweep extends
             cfg.run = f"{cfg.run}/{hydra_cfg.job.override_dirname}"
@@ -504,7 +500,7 @@ def _run_under_accelerate(cfg: DictConfig, command: str, module: str) -> dict:
     pinned = [*(f"{key}={value}" for key, value in quoted.items()),
               "launch.accelerate=false", "hydra.output_subdir=null"]
     argv = accelerate_command(cfg, module, [*job, *pinned], dict(os.environ))
-    print(f"[counsel-align] {command}: {' '.join(argv)}", flush=True)
+    log.info(f"{command}: {' '.join(argv)}")
     if subprocess.run(argv, check=False).returncode != 0:
         raise UserError(f"{command}: `accelerate launch` failed (its output is above); rerun to resume")
     spec = STAGES.get(command)
@@ -531,13 +527,40 @@ def _hydra_overrides(fixed_keys: list[str]) -> list[str]:
     return [f"hydra.job.config.override_dirname.exclude_keys=[{','.join(keys)}]"]
 
 
+def handle_errors(command: str, action: Callable[[], int | None]) -> int:
+    """Run one command; the one place a user error becomes ``counsel-align <command>: error: <one line>`` and exit 2.
+
+    Every stage and command goes through here, so the wording, the stream (stderr) and the exit codes are the same
+    everywhere: 0 done, 2 a user error (no traceback), 130 interrupted.
+    """
+    try:
+        return action() or 0
+    except UserError as exc:
+        print(f"counsel-align {command}: error: {_one_line(exc)}", file=sys.stderr, flush=True)
+        return 2
+    except KeyboardInterrupt:
+        print(f"counsel-align {command}: interrupted; rerun the same command to resume", file=sys.stderr)
+        return 130
+
+
+VERBOSITY_FLAGS = {"--quiet": "quiet", "-q": "quiet", "--verbose": "verbose", "-v": "verbose"}
+
+
+def pop_verbosity(args: list[str]) -> list[str]:
+    """Apply ``--quiet``/``--verbose`` (any position) to the logger; the remaining arguments."""
+    chosen = {VERBOSITY_FLAGS[a] for a in args if a in VERBOSITY_FLAGS}
+    if chosen:
+        set_verbosity(quiet="quiet" in chosen, verbose="verbose" in chosen)
+    return [a for a in args if a not in VERBOSITY_FLAGS]
+
+
 def entry(stage: str, run: Callable[[DictConfig], object]) -> Callable[[list[str] | None], int]:
     """A console/`python -m` entry point for one stage (or `pipeline`), with Hydra's command line."""
 
     def main(argv: list[str] | None = None) -> int:
         from hydra._internal.utils import _run_hydra, get_args_parser
 
-        args = list(sys.argv[1:] if argv is None else argv)
+        args = pop_verbosity(list(sys.argv[1:] if argv is None else argv))
         if any(a in ("-h", "--help") for a in args):
             print(USAGE.format(stage=stage))
             return 0
@@ -550,43 +573,47 @@ def entry(stage: str, run: Callable[[DictConfig], object]) -> Callable[[list[str
         parsed.overrides = [_weight_override(o) for o in rewrite_deprecated(parsed.overrides, stage)]
 
         def task(cfg: DictConfig) -> float | None:
+            objective = None
+
+            def job() -> None:
+                nonlocal objective
+                prepared = _prepare_job_config(cfg, stage, fixed_keys)
+                if prepared.launch.accelerate and not _under_accelerate():
+                    objective = _objective(stage, _run_under_accelerate(prepared, stage, run.__module__))
+                else:
+                    objective = _objective(stage, run(prepared))
+
             try:
-                cfg = _prepare_job_config(cfg, stage, fixed_keys)
-                if cfg.launch.accelerate and not _under_accelerate():
-                    return _objective(stage, _run_under_accelerate(cfg, stage, run.__module__))
-                return _objective(stage, run(cfg))
-            except UserError as exc:
-                print(f"counsel-align {stage}: error: {_one_line(exc)}", file=sys.stderr, flush=True)
-                raise StageStopped(2) from None
-            except KeyboardInterrupt:
-                print(f"counsel-align {stage}: interrupted; rerun the same command to resume", file=sys.stderr)
-                raise StageStopped(130) from None
+                code = handle_errors(stage, job)
             except Exception as exc:
                 raise StageCrashed(exc) from None
+            if code:
+                raise StageStopped(code)
+            return objective
 
         task.__module__ = run.__module__  # Hydra names the job after the stage module
-        try:
-            fixed_keys, dry_run = ([], False) if parsed.cfg or parsed.info else _check_before_launch(
-                parsed.overrides, stage, parsed.multirun)
-            parsed.overrides = [*_hydra_overrides(fixed_keys), *parsed.overrides]
-            if dry_run:  # a plan prints and writes nothing: no job folder, no .hydra/
-                parsed.overrides += ["hydra.output_subdir=null", "hydra.run.dir=.", "hydra.sweep.dir=."]
-            if os.environ.get("RANK", "0") != "0":  # under `accelerate launch`, rank 0 alone writes .hydra/
-                parsed.overrides.append("hydra.output_subdir=null")
-            _run_hydra(args=parsed, args_parser=parser, task_function=task, config_path=str(CONFIG_DIR),
-                       config_name="config")
-        except UserError as exc:
-            print(f"counsel-align {stage}: error: {_one_line(exc)}", file=sys.stderr)
-            return 2
-        except StageStopped as stop:
-            return stop.code
-        except StageCrashed as crash:
-            raise crash.error from None
-        except SystemExit as exc:  # Hydra's own reporting (it has printed the reason)
-            return int(exc.code) if isinstance(exc.code, int) else 1
-        except KeyboardInterrupt:
-            print(f"counsel-align {stage}: interrupted; rerun the same command to resume", file=sys.stderr)
-            return 130
-        return 0
+
+        def launch() -> int:
+            nonlocal fixed_keys
+            try:
+                fixed_keys, dry_run = ([], False) if parsed.cfg or parsed.info else _check_before_launch(
+                    parsed.overrides, stage, parsed.multirun)
+                parsed.overrides = [*_hydra_overrides(fixed_keys), *parsed.overrides]
+                if dry_run:  # a plan prints and writes nothing: no job folder, no .hydra/
+                    parsed.overrides += ["hydra.output_subdir=null", "hydra.run.dir=.", "hydra.sweep.dir=."]
+                if os.environ.get("RANK", "0") != "0":  # under `accelerate launch`, rank 0 alone writes .hydra/
+                    parsed.overrides.append("hydra.output_subdir=null")
+                _run_hydra(args=parsed, args_parser=parser, task_function=task, config_path=str(CONFIG_DIR),
+                           config_name="config")
+            except StageStopped as stop:
+                return stop.code
+            except StageCrashed as crash:
+                raise crash.error from None
+            except SystemExit as exc:  # Hydra's own reporting (it has printed the reason)
+                return int(exc.code) if isinstance(exc.code, int) else 1
+            return 0
+
+        fixed_keys: list[str] = []
+        return handle_errors(stage, launch)
 
     return main

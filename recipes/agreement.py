@@ -11,16 +11,25 @@ from omegaconf import DictConfig, OmegaConf
 
 from recipes._entry import StageContext, entry, forget_failed_run, project_path, run_dir_of, run_stage
 from recipes.judge import build_judge, pricing
-from rewards.agreement import agreement_report, length_verdict, pairwise_verdict, render_markdown, score_verdict
 from rewards.artifacts import Journal, atomic_write_json, atomic_write_jsonl, atomic_write_text
 from rewards.errors import UserError
-from rewards.evaluation import judged_comparisons
+from rewards.evaluation.compare import judged_comparisons
 from rewards.human_prefs import load_human_pairs, sample_pairs
 from rewards.judges import JudgeItem
+from rewards.judges.agreement import (
+    agreement_report,
+    length_verdict,
+    pairwise_verdict,
+    render_markdown,
+    score_verdict,
+)
 from rewards.judges.batching import FailureTally, judge_usage, score_batch
 from rewards.judges.cache import judgment_key
+from rewards.log import get_logger
 from rewards.pairs import aggregate_score
 from rewards.rubric import Rubric, load_rubric
+
+log = get_logger(__name__)
 
 COMPARE_BATCH = 32  # pairs judged (in both orders) per journaled batch; a remote judge asks them concurrently
 
@@ -61,7 +70,7 @@ def score_replies(judge, pairs: list[dict], journal: Journal, max_chars: int | N
         for item, result in zip(batch, results, strict=True):
             if result.scores is None:
                 failures.add({"key": item["key"]}, result.error or "unknown failure")
-        print(f"[counsel-align] agreement: scored {min(start + batch_size, len(todo))}/{len(todo)} replies", flush=True)
+        log.info(f"agreement: scored {min(start + batch_size, len(todo))}/{len(todo)} replies")
     return failures
 
 
@@ -95,7 +104,7 @@ def compare_pairs(judge, pairs: list[dict], journal: Journal, max_chars: int | N
         for pair, outcome in zip(batch, outcomes, strict=True):
             if outcome.failed:
                 failures.add({"key": pair["pair_id"]}, outcome.error or "unknown failure")
-        print(f"[counsel-align] agreement: compared {start + len(batch)} of {len(todo)} pairs", flush=True)
+        log.info(f"agreement: compared {start + len(batch)} of {len(todo)} pairs")
     done = journal.done()
     rows = [_row(pair, pairwise_verdict(done[pair["pair_id"]]["as_a"], done[pair["pair_id"]]["as_b"], band), None)
             for pair in pairs if pair["pair_id"] in done]
@@ -111,8 +120,7 @@ def check_failures(failures: FailureTally, what: str, n_pairs: int, n_judged: in
                f"leaving {n_unjudged} of {n_pairs} pairs unjudged; rerun the same command to retry only those")
     if n_judged == 0 or n_unjudged > limit * n_pairs:
         raise UserError(f"agreement: {message} (more than agreement.max_failure_fraction={limit} of the pairs)")
-    print(f"[counsel-align] agreement: warning: {message}; the accuracy below is over the {n_judged} judged pairs",
-          flush=True)
+    log.info(f"agreement: warning: {message}; the accuracy below is over the {n_judged} judged pairs")
 
 
 def _row(pair: dict, judge_verdict: str, principles: dict | None) -> dict:
@@ -147,8 +155,8 @@ def work(ctx: StageContext) -> dict:
     atomic_write_jsonl(ctx.dir / "judgments.jsonl", rows)
     atomic_write_json(ctx.dir / "agreement.json", report | {"details": details})
     atomic_write_text(ctx.dir / "report.md", render_markdown(report, "Judge agreement with human preferences", details))
-    print(f"[counsel-align] agreement: judge accuracy {report['judge']['accuracy']} vs length baseline "
-          f"{report['length_baseline']['accuracy']} on {len(rows)} pairs -> {ctx.dir / 'report.md'}", flush=True)
+    log.info(f"agreement: judge accuracy {report['judge']['accuracy']} vs length baseline "
+             f"{report['length_baseline']['accuracy']} on {len(rows)} pairs -> {ctx.dir / 'report.md'}")
     return {
         # n_failed makes the run non-final: the next run drops this manifest and retries the failed items only.
         "counts": {"n_pairs": len(pairs), "n_judged_pairs": len(rows), "n_failed_pairs": len(pairs) - len(rows),

@@ -17,13 +17,8 @@ from recipes.judge import USAGE_FILE, build_judge, pricing
 from rewards.artifacts import atomic_write_json, atomic_write_jsonl, sha256_tree
 from rewards.distributed import all_gather, is_main_process, join_process_group, map_batches_sharded, shard
 from rewards.errors import UserError
-from rewards.evaluation import FAILED, PairwiseOutcome, judged_comparisons, principle_means
-from rewards.generation import batched, chat_messages, generate_texts, render_prompts
-from rewards.judges import JudgeItem
-from rewards.judges.batching import FailureTally, add_usage, judge_usage
-from rewards.model_card import CARD_JSON, read_card, weights_kind
-from rewards.models import load_causal_lm, load_tokenizer
-from rewards.release_gate import (
+from rewards.evaluation.compare import FAILED, PairwiseOutcome, judged_comparisons, principle_means
+from rewards.evaluation.release_gate import (
     GATE_MODES,
     MEANS_SEEKING,
     GateFloors,
@@ -32,10 +27,8 @@ from rewards.release_gate import (
     score_suite,
     select_scenarios,
 )
-from rewards.rubric import load_rubric
-from rewards.safety import CATEGORIES, judge_harm_scores, load_redflags
-from rewards.threads import apply_threads
-from rewards.winrate import (
+from rewards.evaluation.safety import CATEGORIES, judge_harm_scores, load_redflags
+from rewards.evaluation.winrate import (
     expected_preference,
     expected_preference_with_ci,
     load_reference_responses,
@@ -43,6 +36,16 @@ from rewards.winrate import (
     per_principle_win_rates,
     win_rate_with_ci,
 )
+from rewards.generation.responders import batched, chat_messages, generate_texts, render_prompts
+from rewards.judges import JudgeItem
+from rewards.judges.batching import FailureTally, add_usage, judge_usage
+from rewards.log import get_logger
+from rewards.models import load_causal_lm, load_tokenizer
+from rewards.reporting.model_card import CARD_JSON, read_card, weights_kind
+from rewards.rubric import load_rubric
+from rewards.threads import apply_threads
+
+log = get_logger(__name__)
 
 
 class PolicyPair:
@@ -148,8 +151,8 @@ def check_comparisons(outcomes: list[PairwiseOutcome], prompts: list[dict], max_
                         f"reason: {failures.items[0]['error']}), more than evaluate.max_failure_fraction="
                         f"{max_fraction}; rerun the same command (answers already given come from the judge cache)")
     if count:
-        print(f"[counsel-align] evaluate: warning: the judge failed on {count} of {len(outcomes)} comparisons "
-              f"(first reason: {failures.items[0]['error']}); the win rate leaves them out", flush=True)
+        log.info(f"evaluate: warning: the judge failed on {count} of {len(outcomes)} comparisons "
+                 f"(first reason: {failures.items[0]['error']}); the win rate leaves them out")
     return failures
 
 

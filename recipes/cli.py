@@ -5,6 +5,7 @@ from __future__ import annotations
 import importlib
 import sys
 
+from recipes._entry import pop_verbosity
 from recipes.stages import STAGES as STAGE_SPECS
 from recipes.stages import pipeline_names
 
@@ -13,20 +14,21 @@ STAGES = (*pipeline_names(), "pipeline")
 
 # Further commands: name -> (module, one-line help). Each module exposes ``main(argv) -> int``.
 # Stages outside the pipeline (grpo, rloo, agreement, ...) come from their registry entries.
+CMD = "recipes.commands"  # non-stage commands live in recipes/commands/
 COMMANDS: dict[str, tuple[str, str]] = {
-    "preview": ("recipes.preview", "rendered pairs, loss mask, token counts and truncation at max_length"),
-    "plan": ("recipes.plan", "dry run: launch plan, per-GPU memory estimate, token budget (no weights)"),
-    "principles": ("recipes.principles_cli", "principles validate|show|diff: check a rubric, print prompts, diff"),
-    "score": ("recipes.score", "per-principle scores of one (prompt, response) from a trained reward model"),
-    "runs": ("recipes.runs", "table of runs under outputs/ with key metrics and checkpoints"),
-    "pull": ("recipes.pull", "pull <hub-id|path> [--to DIR]: copy a checkpoint with its model card"),
-    "push": ("recipes.push", "push <checkpoint> <hub-id|path>: publish a checkpoint with its model card"),
-    "evaluate-checkpoint": ("recipes.evaluate_checkpoint", "evaluate-checkpoint <path|hub-id>: evaluate a checkpoint"),
-    "feedback": ("recipes.feedback", "judge a trainee's reply: per-principle scores, reasons, one suggestion"),
+    "preview": (f"{CMD}.preview", "rendered pairs, loss mask, token counts and truncation at max_length"),
+    "plan": (f"{CMD}.plan", "dry run: launch plan, per-GPU memory estimate, token budget (no weights)"),
+    "principles": (f"{CMD}.principles_cli", "principles validate|show|diff: check a rubric, print prompts, diff"),
+    "score": (f"{CMD}.score", "per-principle scores of one (prompt, response) from a trained reward model"),
+    "runs": (f"{CMD}.runs", "table of runs under outputs/ with key metrics and checkpoints"),
+    "pull": (f"{CMD}.pull", "pull <hub-id|path> [--to DIR]: copy a checkpoint with its model card"),
+    "push": (f"{CMD}.push", "push <checkpoint> <hub-id|path>: publish a checkpoint with its model card"),
+    "evaluate-checkpoint": (f"{CMD}.evaluate_checkpoint", "evaluate-checkpoint <path|hub-id>: evaluate a checkpoint"),
+    "feedback": (f"{CMD}.feedback", "judge a trainee's reply: per-principle scores, reasons, one suggestion"),
     **{spec.cli_name: (spec.module, spec.help) for spec in STAGE_SPECS.values() if not spec.in_pipeline},
 }
 
-USAGE = """usage: counsel-align <command> [key=value ...] [-m|--multirun] [--cfg job|hydra] [--info]
+USAGE = """usage: counsel-align <command> [key=value ...] [-m|--multirun] [--cfg job|hydra] [--info] [-q|-v]
 
 stages: {stages}
   pipeline runs every stage in order, skipping finished ones (sft first with dpo.init_from=sft).
@@ -40,7 +42,7 @@ def usage() -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = list(sys.argv[1:] if argv is None else argv)
+    args = pop_verbosity(list(sys.argv[1:] if argv is None else argv))
     if not args or args[0] in ("-h", "--help"):
         print(usage())
         return 0 if args else 2

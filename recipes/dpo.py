@@ -9,16 +9,16 @@ from omegaconf import DictConfig, OmegaConf
 from recipes._entry import StageContext, entry, project_path, run_stage
 from recipes.reward import load_pairs
 from rewards.artifacts import read_manifest
-from rewards.checkpointing import save_final_model
 from rewards.distributed import is_main_process
 from rewards.errors import UserError
-from rewards.human_training import merge_adapter, sft_policy_path
-from rewards.model_card import weights_kind
 from rewards.models import load_tokenizer
-from rewards.policy import build_dpo_trainer
-from rewards.tracking import configure_wandb
-from rewards.training import qlora_quantization_config
-from rewards.training_loop import stage_provenance, train_and_save
+from rewards.reporting.model_card import weights_kind
+from rewards.training.arguments import qlora_quantization_config
+from rewards.training.checkpointing import save_final_model
+from rewards.training.loop import stage_provenance, train_and_save
+from rewards.training.policy import build_dpo_trainer
+from rewards.training.sft_kto import merge_adapter, sft_policy_path
+from rewards.training.tracking import configure_wandb
 
 INIT_FROM = ("base", "sft")
 
@@ -81,7 +81,7 @@ def work(ctx: StageContext) -> dict:
 
 def run(cfg: DictConfig) -> dict:
     if cfg.dry_run:
-        from recipes.plan import run as print_plan
+        from recipes.commands.plan import run as print_plan
 
         return print_plan(cfg)
     qlora_quantization_config(OmegaConf.to_container(cfg.dpo, resolve=True), "dpo")  # fail before any work

@@ -16,22 +16,25 @@ from recipes.export import export_run_checkpoint
 from rewards.artifacts import read_jsonl, sha256_tree
 from rewards.distributed import is_main_process, main_process_first
 from rewards.errors import UserError
-from rewards.model_card import REWARD_MODEL_DIR
-from rewards.release_gate import gate_line
-from rewards.reward_model import RewardScorer
+from rewards.evaluation.release_gate import gate_line
+from rewards.log import get_logger
+from rewards.reporting.model_card import REWARD_MODEL_DIR
+from rewards.reward_models.io import load_reward
+
+log = get_logger(__name__)
 
 
 def work(ctx: StageContext) -> dict:
     cfg = ctx.cfg
     prompts = [p for p in read_jsonl(ctx.input_dir("generate") / "prompts.jsonl") if p["split"] == "test"]
-    scorer = RewardScorer.from_pretrained(ctx.input_dir("reward") / "model", base_model=cfg.model.name_or_path,
+    scorer = load_reward(ctx.input_dir("reward") / "model", base_model=cfg.model.name_or_path,
                                           device=cfg.device, dtype=cfg.model.dtype)
     metrics = assess(cfg, ctx.dir, prompts, ctx.input_dir("dpo") / "model", scorer)
     if not is_main_process():  # under `accelerate launch` the other ranks only generated and judged their shards
         return {}
     checkpoint = export_run_checkpoint(cfg, ctx.run_dir, ctx.dir, metrics)
     metrics["exported_checkpoint"] = str(checkpoint)
-    print(f"[counsel-align] evaluate: exported checkpoint with model card -> {checkpoint}", flush=True)
+    log.info(f"evaluate: exported checkpoint with model card -> {checkpoint}")
     return {"counts": evaluation_counts(prompts, metrics), "metrics": metrics}
 
 
@@ -51,7 +54,7 @@ def checkpoint_work(ctx: StageContext) -> dict:
     prompts = [p for p in selected_prompts(cfg) if p["split"] == "test"]
     scorer = None
     if (checkpoint / REWARD_MODEL_DIR).is_dir():
-        scorer = RewardScorer.from_pretrained(checkpoint / REWARD_MODEL_DIR, base_model=cfg.model.name_or_path,
+        scorer = load_reward(checkpoint / REWARD_MODEL_DIR, base_model=cfg.model.name_or_path,
                                               device=cfg.device, dtype=cfg.model.dtype)
     metrics = assess(cfg, ctx.dir, prompts, checkpoint, scorer)
     if not is_main_process():
@@ -73,7 +76,7 @@ def run_checkpoint(cfg: DictConfig) -> dict:
         # The fingerprint follows the checkpoint's content, not only its path.
         cfg.evaluate.checkpoint_sha256 = sha256_tree(checkpoint)
         if base and base != cfg.model.name_or_path:
-            print(f"[counsel-align] evaluate: base model from the checkpoint card: {base}", flush=True)
+            log.info(f"evaluate: base model from the checkpoint card: {base}")
             cfg.model.name_or_path = base
     return run_stage(cfg, "evaluate", checkpoint_work, inputs=[])  # needs no other stage
 
@@ -82,7 +85,7 @@ def enforce_gate(cfg: DictConfig, metrics: dict) -> None:
     """Print the gate's decision; with ``evaluate.gate=strict`` a held-back checkpoint is an error (exit 2)."""
     decision = metrics["safety"]["gate"]
     line = gate_line(decision)
-    print(f"[counsel-align] {line}", flush=True)
+    log.info(f"{line}")
     if cfg.evaluate.gate == "strict" and not decision["release"]:
         raise UserError(f"{line}; see {metrics['checkpoint']} and evaluate/redflags.jsonl")
 

@@ -6,9 +6,9 @@ import json
 from pathlib import Path
 
 from rewards.artifacts import atomic_write_text, read_jsonl
-from rewards.eval_plots import plot_safety, plot_training_curves, plot_win_rates
-from rewards.html_report import Section, render_html, render_sections_markdown
-from rewards.report import plot_principles, plot_rewards
+from rewards.evaluation.plots import plot_safety, plot_training_curves, plot_win_rates
+from rewards.reporting.html import Section, render_html, render_sections_markdown
+from rewards.reporting.report import plot_principles, plot_rewards
 
 TRAINED_STAGES = ("reward", "dpo")
 

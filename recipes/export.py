@@ -9,8 +9,8 @@ from omegaconf import DictConfig, OmegaConf
 from recipes._entry import project_path
 from recipes.stages import upstream
 from rewards.artifacts import read_manifest, sha256_file
-from rewards.model_card import build_card, export_checkpoint, weights_kind
-from rewards.probes import judge_checks
+from rewards.judges.probes import judge_checks
+from rewards.reporting.model_card import build_card, export_checkpoint, weights_kind
 from rewards.rubric import load_rubric
 from rewards.versions import package_versions
 

@@ -18,12 +18,15 @@ from rewards.distributed import (
     wait_for_all_ranks,
     world_size,
 )
-from rewards.endpoint_generation import EndpointGenerator
 from rewards.errors import UserError
-from rewards.generation import Responder, generate_candidates
+from rewards.generation.endpoint import EndpointGenerator
+from rewards.generation.responders import Responder, generate_candidates
+from rewards.log import get_logger
 from rewards.models import load_causal_lm, load_tokenizer
 from rewards.prompts import load_prompts, select_prompts, split_of
 from rewards.threads import apply_threads
+
+log = get_logger(__name__)
 
 
 def selected_prompts(cfg: DictConfig) -> list[dict]:
@@ -126,7 +129,7 @@ def check_failures(cfg: DictConfig, failed: list[dict], n_requested: int) -> Non
                f"{failed[0]['error']}); they are listed in failed.jsonl; rerun the same command to retry only those")
     if len(failed) > cfg.generate.max_failure_fraction * n_requested:
         raise UserError(f"{message} (more than generate.max_failure_fraction={cfg.generate.max_failure_fraction})")
-    print(f"[counsel-align] warning: {message}", flush=True)
+    log.info(f"warning: {message}")
 
 
 def run(cfg: DictConfig) -> dict:

@@ -12,7 +12,7 @@ from pathlib import Path
 from omegaconf import DictConfig
 from tqdm.auto import tqdm
 
-from recipes._entry import StageContext, entry, forget_failed_run, project_path, run_dir_of, run_stage
+from recipes._entry import StageContext, entry, forget_failed_run, output_path, project_path, run_dir_of, run_stage
 from rewards.artifacts import (
     Journal,
     atomic_write_json,
@@ -33,7 +33,10 @@ from rewards.distributed import (
 from rewards.errors import UserError
 from rewards.judges import JudgeItem, LocalLogprobJudge
 from rewards.judges.batching import FailureTally, Pricing, add_usage, judge_usage, score_batch
+from rewards.log import get_logger
 from rewards.rubric import Rubric, load_rubric
+
+log = get_logger(__name__)
 
 USAGE_FILE = ".usage.json"  # hidden: token counts vary between runs and must not change the outputs hash
 
@@ -59,7 +62,7 @@ def build_remote_judge(judge_cfg: DictConfig, rubric: Rubric):
     for key in ("base_url", "model", "api_key_env"):
         if not judge_cfg[key]:
             raise UserError(f"judge.{key}: not set; pass judge.{key}=... (see configs/judge/openai_compatible.yaml)")
-    cache = JudgmentCache(project_path(judge_cfg.cache_path)) if judge_cfg.cache_path else None
+    cache = JudgmentCache(output_path(judge_cfg.cache_path)) if judge_cfg.cache_path else None
     return OpenAICompatibleJudge(
         rubric, judge_cfg.base_url, judge_cfg.model, api_key_env=judge_cfg.api_key_env,
         concurrency=judge_cfg.concurrency, requests_per_minute=judge_cfg.requests_per_minute,
@@ -178,7 +181,7 @@ def report_failures(cfg: DictConfig, n_input: int, failures: FailureTally) -> No
     limit = cfg.judge.get("max_failure_fraction", 0.0)
     if count > limit * n_input:
         raise UserError(f"{message} (more than judge.max_failure_fraction={limit} of the items)")
-    print(f"[counsel-align] judge: warning: {message}", flush=True)
+    log.info(f"judge: warning: {message}")
 
 
 def run(cfg: DictConfig) -> dict:

@@ -12,17 +12,17 @@ from recipes.sft import human_data_path
 from rewards.artifacts import atomic_write_jsonl
 from rewards.distributed import is_main_process
 from rewards.errors import UserError
-from rewards.human_training import (
+from rewards.models import load_tokenizer
+from rewards.training.arguments import qlora_quantization_config
+from rewards.training.loop import stage_provenance, train_and_save
+from rewards.training.sft_kto import (
     build_kto_trainer,
     kto_examples,
     load_train_questions,
     resolve_table,
     source_fingerprint,
 )
-from rewards.models import load_tokenizer
-from rewards.tracking import configure_wandb
-from rewards.training import qlora_quantization_config
-from rewards.training_loop import stage_provenance, train_and_save
+from rewards.training.tracking import configure_wandb
 
 
 def data_source(cfg: DictConfig) -> str:

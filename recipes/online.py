@@ -11,11 +11,14 @@ from recipes.stages import stage_spec
 from rewards.artifacts import atomic_write_json, read_jsonl, read_manifest
 from rewards.distributed import is_main_process
 from rewards.errors import UserError
+from rewards.log import get_logger
 from rewards.models import load_tokenizer
-from rewards.online import build_online_trainer, prompt_dataset, reward_trajectory
-from rewards.reward_io import load_reward, read_reward_config
-from rewards.tracking import configure_wandb
-from rewards.training_loop import stage_provenance, train_and_save
+from rewards.reward_models.io import load_reward, read_reward_config
+from rewards.training.loop import stage_provenance, train_and_save
+from rewards.training.online import build_online_trainer, prompt_dataset, reward_trajectory
+from rewards.training.tracking import configure_wandb
+
+log = get_logger(__name__)
 
 
 def work(ctx: StageContext) -> dict:
@@ -49,8 +52,8 @@ def work(ctx: StageContext) -> dict:
                              metrics=online_metrics).metrics
     if is_main_process():
         atomic_write_json(ctx.dir / "metrics.json", metrics)
-    print(f"[counsel-align] {ctx.name}: mean reward {metrics.get('reward_first')} -> {metrics.get('reward_last')} "
-          f"over {metrics['n_logged_steps']} logged steps (beta {metrics['beta']})", flush=True)
+    log.info(f"{ctx.name}: mean reward {metrics.get('reward_first')} -> {metrics.get('reward_last')} "
+             f"over {metrics['n_logged_steps']} logged steps (beta {metrics['beta']})")
     return {"counts": {"n_prompts": len(prompts)}, "metrics": metrics}
 
 

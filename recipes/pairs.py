@@ -9,9 +9,9 @@ from recipes.sft import human_data_path
 from rewards.artifacts import atomic_write_jsonl, read_jsonl, save_dataset_atomic
 from rewards.errors import UserError
 from rewards.human_prefs import HumanSource, load_source_pairs, parse_human_sources
-from rewards.human_training import resolve_table, source_fingerprint
 from rewards.pairs import PairPolicy, build_pairs, check_split_leakage, length_stats, mix_in_human_pairs
 from rewards.rubric import load_rubric
+from rewards.training.sft_kto import resolve_table, source_fingerprint
 
 
 def human_sources(cfg: DictConfig) -> list[HumanSource]:

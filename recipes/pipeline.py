@@ -14,7 +14,7 @@ from rewards.rubric import load_rubric
 def run(cfg: DictConfig) -> None:
     load_rubric(project_path(cfg.principles.path))  # refuse a bad rubric before any work
     if cfg.dry_run:
-        from recipes.plan import run as print_plan
+        from recipes.commands.plan import run as print_plan
 
         print_plan(cfg)
         return

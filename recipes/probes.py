@@ -17,7 +17,7 @@ from recipes.judge import build_judge, report_failures
 from rewards.artifacts import Journal, atomic_write_json, atomic_write_jsonl, atomic_write_text
 from rewards.errors import UserError
 from rewards.judges.batching import FailureTally, add_usage, judge_usage
-from rewards.probes import (
+from rewards.judges.probes import (
     Probe,
     compare_probes,
     distinct_replies,
@@ -31,7 +31,10 @@ from rewards.probes import (
     select_probes,
     summarize,
 )
+from rewards.log import get_logger
 from rewards.rubric import Rubric, load_rubric
+
+log = get_logger(__name__)
 
 SUMMARY_FILE = "summary.json"
 PLOT_FILE = "detection.png"
@@ -42,8 +45,8 @@ def rubric_probes(cfg: DictConfig, rubric: Rubric, source: str) -> list[Probe]:
     by_principle = load_probes(project_path(cfg.probes.path))
     missing = missing_principles(by_principle, rubric.ids)
     if missing:
-        print(f"[counsel-align] probes: warning: {source}: no probes for {', '.join(missing)} in {cfg.probes.path}; "
-              "they are not measured (write <principle id>.jsonl there, see data/probes/README.md)", flush=True)
+        log.info(f"probes: warning: {source}: no probes for {', '.join(missing)} in {cfg.probes.path}; "
+                 "they are not measured (write <principle id>.jsonl there, see data/probes/README.md)")
     return select_probes(by_principle, rubric.ids, cfg.probes.limit_per_principle)
 
 
@@ -59,8 +62,8 @@ def measure(cfg: DictConfig, rubric: Rubric, probes: list[Probe], work_dir: Path
     batch = int(cfg.probes.batch_size)
     if judge is not None:
         for item in score_probes(judge, probes, Journal(work_dir / "journal.jsonl"), batch,
-                                 on_batch=lambda done, total: print(f"[counsel-align] probes: judged {done}/{total} "
-                                                                    "replies", flush=True)):
+                                 on_batch=lambda done, total: log.info(f"probes: judged {done}/{total} "
+                                                                       "replies")):
             failures.add({"key": item["key"]}, item["error"])
     scores = {key: record["scores"] for key, record in Journal(work_dir / "journal.jsonl").done().items()}
     pairwise = None
@@ -90,8 +93,8 @@ def work(ctx: StageContext) -> dict:
     atomic_write_text(ctx.dir / "table.md", format_table({label: summary}) + "\n")
     plot_detection({label: summary}, ctx.dir / PLOT_FILE)
     figures = headline(summary)
-    print(f"[counsel-align] probes: mean detection {figures['probe_detection']} (length-only "
-          f"{figures['probe_length_baseline']}, random 0.5); weakest: {figures['probe_weakest_principle']}", flush=True)
+    log.info(f"probes: mean detection {figures['probe_detection']} (length-only "
+             f"{figures['probe_length_baseline']}, random 0.5); weakest: {figures['probe_weakest_principle']}")
     return {"counts": {"n_probes": len(probes), "n_replies": distinct_replies(probes), "n_failed": len(failures.items)},
             "metrics": {**figures, "usage": usage}}
 

@@ -8,10 +8,12 @@ from recipes._entry import StageContext, entry, run_stage
 from recipes.evaluation_page import evaluation_sections, load_histories
 from recipes.stages import stage_spec
 from rewards.artifacts import atomic_write_bytes, atomic_write_json, atomic_write_text, read_jsonl, read_manifest
-from rewards.html_report import Section, render_html, render_sections_markdown
-from rewards.probes import judge_check_rows, judge_checks
-from rewards.report import (
-    interval_text,
+from rewards.judges.probes import judge_checks
+from rewards.log import get_logger
+from rewards.reporting.html import Section, render_html, render_sections_markdown
+from rewards.reporting.report import (
+    headline_rows,
+    judge_check_rows,
     plot_candidate_scores,
     plot_principles,
     plot_rewards,
@@ -20,6 +22,8 @@ from rewards.report import (
     render_judge_checks,
     render_markdown,
 )
+
+log = get_logger(__name__)
 
 PROBES_PLOT = "probes.png"
 
@@ -77,23 +81,13 @@ def work(ctx: StageContext) -> dict:
     atomic_write_text(ctx.dir / "report.md", render_markdown(ctx.cfg.run, metrics, extra)
                       + "\n" + render_judge_checks(checks, PROBES_PLOT) + "\n" + render_sections_markdown(sections))
     write_html(ctx, metrics, extra, [judge_section(checks), *sections])
-    print(f"[counsel-align] report: {ctx.dir / 'report.html'} and report.md", flush=True)
+    log.info(f"report: {ctx.dir / 'report.html'} and report.md")
     return {"counts": {"n_plots": len(list(ctx.dir.glob("*.png")))}, "metrics": metrics}
 
 
 def write_html(ctx: StageContext, metrics: dict, extra: dict, sections: list[Section]) -> None:
-    low, high = metrics["win_rate_ci"]
     headline = Section("Headline figures", "", ["figure", "value"], [
-        ["prompts (train / test)", f"{extra['n_train_prompts']} / {extra['n_test_prompts']}"],
-        ["candidates / judged / pairs", f"{metrics['n_candidates']} / {metrics['n_judged']} / {metrics['n_pairs']}"],
-        ["reward model held-out accuracy (length-only baseline)",
-         f"{metrics['rm_accuracy']:.3f} ({metrics['rm_length_baseline']:.3f})"],
-        ["mean reward: base / trained", f"{metrics['base_score']:.3f} / {metrics['dpo_score']:.3f}"],
-        ["judged win rate of trained over reference", f"{metrics['win_rate']:.3f} [{low:.3f}, {high:.3f}]"],
-        ["expected preference for trained (judge probability, both orders averaged)",
-         interval_text(metrics.get("expected_preference"), metrics.get("expected_preference_ci"))],
-        ["red-flag pass rate: base / trained", f"{metrics['base_pass_rate']:.3f} / {metrics['trained_pass_rate']:.3f}"],
-        ["release gate", "release" if metrics["release"] else "do NOT release"],
+        *headline_rows(metrics, extra),
         *([name, value] for name, value in judge_check_rows(extra["judge_checks"])),
     ])
     extras = [

@@ -9,16 +9,20 @@ from omegaconf import DictConfig, OmegaConf
 
 from recipes._entry import StageContext, entry, project_path, run_stage
 from rewards.artifacts import atomic_write_json, read_manifest
-from rewards.checkpointing import consolidated_state_dict, zero_stage
 from rewards.distributed import is_main_process
 from rewards.errors import UserError
+from rewards.log import get_logger
 from rewards.models import load_tokenizer
-from rewards.reward_io import export_reward_model
-from rewards.reward_model import RewardScorer, length_baseline_accuracy, pairwise_accuracy, train_reward_model
-from rewards.rm_data import response_text, tokenize_pairs
+from rewards.reward_models.data import response_text, tokenize_pairs
+from rewards.reward_models.io import export_reward_model
+from rewards.reward_models.scorer import RewardScorer, length_baseline_accuracy, pairwise_accuracy
+from rewards.reward_models.training import train_reward_model
 from rewards.rubric import load_rubric
-from rewards.tracking import configure_wandb
-from rewards.training_loop import stage_provenance, train_and_save
+from rewards.training.checkpointing import consolidated_state_dict, zero_stage
+from rewards.training.loop import stage_provenance, train_and_save
+from rewards.training.tracking import configure_wandb
+
+log = get_logger(__name__)
 
 METHODS = ("reward", "reward_multihead")
 
@@ -59,13 +63,13 @@ def build_trainer(ctx: StageContext, train_cfg: dict, tokenizer, pairs, principl
                                   principle_ids=principle_ids if multihead else (),
                                   use_margin=bool(train_cfg.get("use_margin")) and not multihead,
                                   source=str(ctx.input_dir("pairs") / "dataset"))
-    print(f"[counsel-align] reward: train pairs: {report.summary()}", flush=True)
+    log.info(f"reward: train pairs: {report.summary()}")
     if not rows:
         raise UserError(f"reward: every train pair was dropped ({report.summary()}); raise reward.max_length "
                         "or set reward.overflow=truncate")
     report_to = configure_wandb(cfg.wandb.mode, cfg.wandb.project, ctx.run_dir / "wandb", f"{cfg.run}-reward")
     if multihead:
-        from rewards.multihead import train_multihead_reward_model
+        from rewards.reward_models.multihead import train_multihead_reward_model
 
         trainer = train_multihead_reward_model(cfg.model.name_or_path, tokenizer, rows, principle_ids, train_cfg,
                                                ctx.dir / "checkpoints", report_to, cfg.seed,
@@ -104,7 +108,7 @@ def work(ctx: StageContext) -> dict:
                               weights=weights)
         metrics = held_out_accuracy(scorer, list(pairs["test"]))
         if multihead:
-            from rewards.multihead import principle_accuracy
+            from rewards.reward_models.multihead import principle_accuracy
 
             metrics["principle_accuracy"] = principle_accuracy(scorer, scorable(pairs["test"]), rubric.ids)
         return metrics
@@ -116,8 +120,8 @@ def work(ctx: StageContext) -> dict:
 
     metrics = train_and_save(trainer, tokenizer, ctx.dir, cfg.resume, provenance, save_model=save,
                              metrics=evaluate).metrics
-    print(f"[counsel-align] reward: held-out accuracy {metrics['rm_accuracy']} "
-          f"(length-only baseline {metrics['rm_length_baseline']}) on {metrics['n_eval_pairs']} pairs", flush=True)
+    log.info(f"reward: held-out accuracy {metrics['rm_accuracy']} "
+             f"(length-only baseline {metrics['rm_length_baseline']}) on {metrics['n_eval_pairs']} pairs")
     return {"counts": {"n_train_pairs": len(pairs["train"]), "n_eval_pairs": metrics["n_eval_pairs"],
                        "train_data": data_report.as_dict()},
             "metrics": {**metrics, "base_model": cfg.model.name_or_path}}

@@ -11,7 +11,9 @@ from omegaconf import DictConfig
 from recipes._entry import StageContext, entry, project_path, run_stage
 from rewards.artifacts import atomic_write_json, atomic_write_text
 from rewards.errors import UserError
-from rewards.reward_eval import (
+from rewards.log import get_logger
+from rewards.reward_models.data import PAIR_COLUMNS, require_columns
+from rewards.reward_models.evaluation import (
     LogLikelihoodBaseline,
     breakdown,
     calibration,
@@ -22,9 +24,10 @@ from rewards.reward_eval import (
     plot_histogram,
     score_pairs,
 )
-from rewards.reward_io import load_reward
-from rewards.rm_data import PAIR_COLUMNS, require_columns
+from rewards.reward_models.io import load_reward
 from rewards.rubric import load_rubric
+
+log = get_logger(__name__)
 
 BASELINES = ("reward_model", "length_baseline", "loglik_baseline")
 
@@ -57,8 +60,8 @@ def work(ctx: StageContext) -> dict:
     scorer = load_reward(ctx.input_dir("reward") / "model", trust_remote_code=cfg.model.trust_remote_code,
                          device=cfg.device, batch_size=settings.batch_size)
     pairs, data = clean_pairs(rows, scorer.tokenizer, scorer.max_length, source)
-    print(f"[counsel-align] reward-eval: held-out pairs: {data.summary()} "
-          f"(over max_length={scorer.max_length}: scored on their last tokens)", flush=True)
+    log.info(f"reward-eval: held-out pairs: {data.summary()} "
+             f"(over max_length={scorer.max_length}: scored on their last tokens)")
     if not pairs:
         raise UserError(f"{source}: no held-out pairs to evaluate ({data.summary()}); raise data.max_test_prompts")
     chosen, rejected = score_pairs(scorer.score, pairs)
@@ -68,7 +71,7 @@ def work(ctx: StageContext) -> dict:
     if settings.loglik_baseline:
         metrics["loglik_baseline"] = loglik_breakdown(cfg, pairs, scorer.max_length, rubric.ids)
     if len(scorer.heads) > 1:
-        from rewards.multihead import principle_accuracy
+        from rewards.reward_models.multihead import principle_accuracy
 
         metrics["per_head"] = principle_accuracy(scorer, pairs, rubric.ids)
     if settings.counselchat:
@@ -80,7 +83,7 @@ def work(ctx: StageContext) -> dict:
     plot_calibration(metrics["calibration"], ctx.dir / "calibration.png")
     atomic_write_json(ctx.dir / "metrics.json", metrics)
     atomic_write_text(ctx.dir / "report.md", render_report(cfg.run, metrics))
-    print(summary_line(metrics), flush=True)
+    log.info(summary_line(metrics))
     headline = {name: metrics[name]["accuracy"] for name in BASELINES if name in metrics}
     if "counselchat" in metrics:
         headline["counselchat_accuracy"] = metrics["counselchat"]["accuracy"]
@@ -89,7 +92,7 @@ def work(ctx: StageContext) -> dict:
 
 def summary_line(metrics: dict) -> str:
     parts = [f"{name.replace('_', ' ')} {metrics[name]['accuracy']}" for name in BASELINES if name in metrics]
-    line = f"[counsel-align] reward-eval: held-out accuracy: {', '.join(parts)} on {metrics['reward_model']['n']} pairs"
+    line = f"reward-eval: held-out accuracy: {', '.join(parts)} on {metrics['reward_model']['n']} pairs"
     if "counselchat" in metrics:
         cc = metrics["counselchat"]
         line += (f"; CounselChat ({cc['split']}) {cc['accuracy']} [95% CI {cc['ci95_by_question'][0]}-"

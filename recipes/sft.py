@@ -9,10 +9,13 @@ from omegaconf import DictConfig, OmegaConf
 
 from recipes._entry import StageContext, entry, project_path, run_stage
 from rewards.artifacts import atomic_write_jsonl
-from rewards.checkpointing import save_final_model
 from rewards.distributed import is_main_process
 from rewards.errors import UserError
-from rewards.human_training import (
+from rewards.models import load_tokenizer
+from rewards.training.arguments import qlora_quantization_config
+from rewards.training.checkpointing import save_final_model
+from rewards.training.loop import stage_provenance, train_and_save
+from rewards.training.sft_kto import (
     MERGED_DIR,
     build_sft_trainer,
     load_train_questions,
@@ -21,10 +24,7 @@ from rewards.human_training import (
     sft_examples,
     source_fingerprint,
 )
-from rewards.models import load_tokenizer
-from rewards.tracking import configure_wandb
-from rewards.training import qlora_quantization_config
-from rewards.training_loop import stage_provenance, train_and_save
+from rewards.training.tracking import configure_wandb
 
 
 def human_data_path(source: str) -> str:

@@ -11,9 +11,8 @@ from omegaconf import DictConfig
 
 from recipes._entry import StageContext, entry, project_path, run_stage
 from rewards.artifacts import Journal, atomic_write_jsonl
-from rewards.generation import batched, generate_texts, render_prompts
-from rewards.models import load_causal_lm, load_tokenizer
-from rewards.simulated_clients import (
+from rewards.generation.responders import batched, generate_texts, render_prompts
+from rewards.generation.simulated_clients import (
     clean_message,
     client_grid,
     client_row,
@@ -21,6 +20,10 @@ from rewards.simulated_clients import (
     load_personas,
     writer_messages,
 )
+from rewards.log import get_logger
+from rewards.models import load_causal_lm, load_tokenizer
+
+log = get_logger(__name__)
 
 
 def work(ctx: StageContext) -> dict:
@@ -43,8 +46,8 @@ def work(ctx: StageContext) -> dict:
     rows = [generated[spec.id] for spec in grid]
     clients, dropped = deduplicate(rows, settings.duplicate_threshold)
     atomic_write_jsonl(ctx.dir / "clients.jsonl", clients)
-    print(f"[counsel-align] simulate-clients: {len(clients)} clients ({dropped} near-duplicates or empty dropped) "
-          f"-> {ctx.dir / 'clients.jsonl'}", flush=True)
+    log.info(f"simulate-clients: {len(clients)} clients ({dropped} near-duplicates or empty dropped) "
+             f"-> {ctx.dir / 'clients.jsonl'}")
     return {"counts": {"n_generated": len(rows), "n_clients": len(clients), "n_dropped_duplicates": dropped}}
 
 

@@ -16,6 +16,8 @@ from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
+from rewards.errors import UserError
+
 MANIFEST = "manifest.json"
 _UMASK = os.umask(0)
 os.umask(_UMASK)
@@ -73,6 +75,18 @@ def atomic_write_jsonl(path: str | Path, rows: Iterable[dict]) -> None:
 def read_jsonl(path: str | Path) -> list[dict]:
     with open(path, encoding="utf-8") as handle:
         return [json.loads(line) for line in handle if line.strip()]
+
+
+def jsonl_rows(path: str | Path) -> Iterator[tuple[int, Any]]:
+    """(line number, parsed row) of a JSONL file a user wrote; blank lines skipped, bad JSON a one-line error."""
+    with open(path, encoding="utf-8") as handle:
+        for number, line in enumerate(handle, start=1):
+            if not line.strip():
+                continue
+            try:
+                yield number, json.loads(line)
+            except json.JSONDecodeError as exc:
+                raise UserError(f"{path}:{number}: not valid JSON ({exc.msg})") from None
 
 
 def sha256_bytes(data: bytes) -> str:

@@ -1,10 +1,12 @@
-"""Distributed-launch helpers: DeepSpeed on CPU (gloo), rank-aware printing, launch facts, and sharding the items of
-the generate, judge and evaluate stages across the processes of ``accelerate launch``."""
+"""Distributed-launch helpers: DeepSpeed on CPU (gloo), stale build locks, rank checks and waits, and sharding the
+items of the generate, judge and evaluate stages across the processes of ``accelerate launch``.
+
+Rank-aware printing is ``rewards.log`` (progress from rank 0, warnings from every rank).
+"""
 
 from __future__ import annotations
 
 import os
-import sys
 import time
 from collections.abc import Callable, Sequence
 from datetime import timedelta
@@ -12,6 +14,9 @@ from pathlib import Path
 from typing import TypeVar
 
 from rewards.errors import UserError
+from rewards.log import get_logger, process_rank
+
+log = get_logger(__name__)
 
 
 def deepspeed_requested() -> bool:
@@ -61,16 +66,22 @@ def warn_about_stale_build_locks() -> None:
     if not is_main_process():
         return
     for lock, age_s in _stale_locks_with_ages(None, STALE_LOCK_S):
-        print(f"[counsel-align] warning: {lock} is {age_s / 60:.0f} min old, left by a killed build; DeepSpeed waits "
-              "on it forever when it builds that op. If this launch stops after loading weights, delete the file.",
-              file=sys.stderr, flush=True)
+        log.warning(f"warning: {lock} is {age_s / 60:.0f} min old, left by a killed build; DeepSpeed waits on it "
+                    "forever when it builds that op. If this launch stops after loading weights, delete the file.")
 
 
 def rank() -> int:
-    return int(os.environ.get("RANK", "0"))
+    """This process's rank under ``accelerate launch`` (RANK, else LOCAL_RANK); 0 when alone."""
+    return process_rank()
+
+
+def world_size() -> int:
+    """How many processes ``accelerate launch`` started (WORLD_SIZE); 1 when alone."""
+    return int(os.environ.get("WORLD_SIZE", "1"))
 
 
 def is_main_process() -> bool:
+    """Rank 0 of an ``accelerate launch`` (or the only process); the logger prints progress from it alone."""
     return rank() == 0
 
 
@@ -80,10 +91,6 @@ def wait_for_all_ranks() -> None:
 
     if dist.is_available() and dist.is_initialized():
         dist.barrier()
-
-
-def world_size() -> int:
-    return int(os.environ.get("WORLD_SIZE", "1"))
 
 
 def wait_for_file_text(path: str | Path, text: str, timeout_s: float = 600.0, poll_s: float = 0.2) -> None:

@@ -15,6 +15,9 @@ import torch
 
 from rewards.artifacts import atomic_replace_dir
 from rewards.errors import UserError
+from rewards.log import get_logger
+
+log = get_logger(__name__)
 
 EMBEDDED_PREFIX = "embedded:"
 EMBEDDED_MODELS = {
@@ -65,7 +68,7 @@ def resolve_model_path(name_or_path: str) -> str:
     target = cache_root() / name
     if not (target / "config.json").exists():
         gguf = embedded_gguf(name)
-        print(f"[counsel-align] converting embedded model {name} to {target} (once)", flush=True)
+        log.info(f"converting embedded model {name} to {target} (once)")
         _convert_gguf(gguf, target)
     return str(target)
 

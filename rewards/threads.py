@@ -10,6 +10,10 @@ from __future__ import annotations
 import os
 import time
 
+from rewards.log import get_logger
+
+log = get_logger(__name__)
+
 ENV_VAR = "COUNSEL_ALIGN_THREADS"
 _logged: set[int] = set()
 
@@ -78,5 +82,5 @@ def apply_threads(setting: str | int | None = "auto") -> int:
     torch.set_num_threads(count)
     if count not in _logged:
         _logged.add(count)
-        print(f"[counsel-align] torch threads: {count} ({reason})", flush=True)
+        log.info(f"torch threads: {count} ({reason})")
     return count

@@ -99,7 +99,7 @@ def test_final_model_replaces_an_older_model_folder_whole(tmp_path):
     """A rerun's save never mixes with files of an earlier (killed or differently configured) save."""
     from types import SimpleNamespace
 
-    from rewards.checkpointing import save_final_model
+    from rewards.training.checkpointing import save_final_model
 
     def save_model(folder):
         Path(folder).mkdir(parents=True, exist_ok=True)

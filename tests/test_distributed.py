@@ -162,7 +162,7 @@ def test_zero3_full_reward_model_exports_gathered_weights(deepspeed_env, partiti
 def test_zero3_lora_reward_model_exports_a_whole_adapter(deepspeed_env, partitioned_zero3, tiny_model_dir, tmp_path):
     from safetensors.torch import load_file
 
-    from rewards.reward_io import load_reward
+    from rewards.reward_models.io import load_reward
 
     model_dir = train_reward(deepspeed_env, partitioned_zero3, tiny_model_dir, tmp_path,
                              "reward=lora") / "model"
@@ -174,7 +174,7 @@ def test_zero3_lora_reward_model_exports_a_whole_adapter(deepspeed_env, partitio
 
 
 def test_zero2_grpo_two_steps_with_a_reward_model(deepspeed_env, tiny_model_dir, tiny_tokenizer, tmp_path):
-    from rewards.reward_io import export_reward_model
+    from rewards.reward_models.io import export_reward_model
     from tests.test_reward_io import fake_finished_run, lora_reward_model
 
     kwargs = {"base_model": str(tiny_model_dir), "weights": {}, "max_length": 256,

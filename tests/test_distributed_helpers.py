@@ -7,7 +7,7 @@ import os
 import time
 
 from rewards.distributed import stale_build_locks
-from rewards.training import training_arguments
+from rewards.training.arguments import training_arguments
 
 
 @dataclasses.dataclass

@@ -12,7 +12,7 @@ from recipes import evaluate, pipeline
 from recipes._entry import compose_config
 from recipes.cli import main as cli_main
 from rewards.errors import UserError
-from rewards.safety import CATEGORIES
+from rewards.evaluation.safety import CATEGORIES
 from tests.conftest import tiny_overrides
 
 PLOTS = ("win_rates.png", "principles.png", "rewards.png", "safety.png", "training_curves.png")
@@ -130,7 +130,7 @@ def test_hub_and_missing_checkpoint_errors_are_one_line(tmp_path, capsys):
 
 
 def _card_with_gate(folder, release: bool):
-    from rewards.model_card import read_card, write_card
+    from rewards.reporting.model_card import read_card, write_card
 
     card = read_card(folder)
     card["safety"]["gate"] = {**card["safety"]["gate"], "release": release,

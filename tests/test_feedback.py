@@ -6,9 +6,9 @@ import json
 
 import pytest
 
-from recipes.feedback import main as feedback_main
+from recipes.commands.feedback import main as feedback_main
 from rewards.errors import UserError
-from rewards.feedback import feedback_schema, one_line, remote_feedback
+from rewards.judges.feedback import feedback_schema, one_line, remote_feedback
 from tests.fake_openai_server import FakeOpenAIServer
 
 

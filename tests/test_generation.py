@@ -1,5 +1,5 @@
 from rewards.artifacts import Journal
-from rewards.generation import Responder, generate_candidates
+from rewards.generation.responders import Responder, generate_candidates
 
 PROMPTS = [{"id": f"p{i}", "text": f"I feel anxious number {i}."} for i in range(5)]
 

@@ -10,9 +10,9 @@ from pathlib import Path
 import pytest
 
 from recipes import agreement
-from rewards.agreement import agreement_report, length_verdict, pairwise_verdict, score_verdict
 from rewards.errors import UserError
 from rewards.human_prefs import load_counselchat, load_human_pairs, sample_pairs
+from rewards.judges.agreement import agreement_report, length_verdict, pairwise_verdict, score_verdict
 from tests.conftest import PROJECT_ROOT
 from tests.fake_openai_server import FakeOpenAIServer
 

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from rewards.artifacts import atomic_write_text, sha256_tree
-from rewards.checkpointing import resume_checkpoint
+from rewards.training.checkpointing import resume_checkpoint
 from tests.conftest import tiny_overrides
 from tests.kill_resume import KILL_ENV, PROJECT_ROOT, compare_stage_dirs, copy_upstream, kill_then_rerun, run_ok
 

@@ -6,8 +6,8 @@ import pytest
 import torch
 
 from rewards.errors import UserError
-from rewards.multihead import principle_bt_loss
-from rewards.rm_data import tokenize_pairs
+from rewards.reward_models.data import tokenize_pairs
+from rewards.reward_models.multihead import principle_bt_loss
 
 WARM = "That sounds hard. How do you feel?"
 COLD = "Sleep more."
@@ -66,7 +66,7 @@ def test_pair_accounting_names_missing_columns_and_counts_drops(tiny_tokenizer):
 
 @pytest.fixture(scope="module")
 def multihead(tiny_model_dir, tiny_tokenizer, tmp_path_factory):
-    from rewards.multihead import train_multihead_reward_model
+    from rewards.reward_models.multihead import train_multihead_reward_model
 
     rows, _ = tokenize_pairs(crafted_pairs(), tiny_tokenizer, 256, principle_ids=HEADS)
     cfg = {"peft": "none", "learning_rate": 5e-3, "max_steps": 12, "per_device_train_batch_size": 8,
@@ -78,7 +78,7 @@ def multihead(tiny_model_dir, tiny_tokenizer, tmp_path_factory):
 
 
 def test_zero_weight_flips_the_aggregate_as_the_heads_predict(multihead, tiny_tokenizer):
-    from rewards.reward_model import RewardScorer
+    from rewards.reward_models.scorer import RewardScorer
 
     scorer = RewardScorer(multihead.model, tiny_tokenizer, weights={"empathy": 3.0, "clarity": 1.0})
     prompt = [{"role": "user", "content": "I feel alone at night."}]
@@ -97,10 +97,10 @@ def test_zero_weight_flips_the_aggregate_as_the_heads_predict(multihead, tiny_to
 
 
 def test_export_reload_and_score_command(multihead, tiny_tokenizer, tmp_path, capsys):
-    from recipes.score import main as score_main
+    from recipes.commands.score import main as score_main
     from rewards import load_reward
-    from rewards.reward_io import export_reward_model
-    from rewards.reward_model import RewardScorer
+    from rewards.reward_models.io import export_reward_model
+    from rewards.reward_models.scorer import RewardScorer
 
     out = export_reward_model(multihead.model, tiny_tokenizer, tmp_path / "rm", base_model="tiny",
                               weights={"empathy": 3.0, "clarity": 1.0}, max_length=256,
@@ -126,8 +126,8 @@ def test_export_reload_and_score_command(multihead, tiny_tokenizer, tmp_path, ca
 def test_reward_stage_trains_one_head_per_principle_and_counts_bad_pairs(tiny_model_dir, rubric, tmp_path, capsys):
     from datasets import Dataset, DatasetDict
 
+    from recipes.commands.score import main as score_main
     from recipes.reward import main
-    from recipes.score import main as score_main
     from rewards.artifacts import atomic_write_json
     from tests.test_reward_eval import held_out
 
@@ -158,7 +158,7 @@ def test_reward_stage_trains_one_head_per_principle_and_counts_bad_pairs(tiny_mo
 
 
 def test_score_without_a_trained_model_is_a_one_line_error(tmp_path, capsys):
-    from recipes.score import main as score_main
+    from recipes.commands.score import main as score_main
 
     assert score_main(["--prompt", "x", "--response", "y", f"output_root={tmp_path}", "run=none"]) == 2
     assert "no trained reward model" in capsys.readouterr().err

@@ -113,7 +113,7 @@ def test_compare_is_cached_and_half_on_failure(rubric, tmp_path):
 
 
 def test_compare_many_equals_one_by_one_and_both_orders_are_asked(rubric):
-    from rewards.evaluation import judged_comparison, judged_comparisons
+    from rewards.evaluation.compare import judged_comparison, judged_comparisons
 
     comparisons = [(f"client {i}", f"reply a{i}", f"reply b{i}") for i in range(12)]
     with FakeOpenAIServer(latency=0.01) as server:

@@ -8,11 +8,11 @@ from pathlib import Path
 
 import pytest
 
+import recipes.commands.plan as plan_recipe
 import recipes.dpo as dpo_recipe
-import recipes.plan as plan_recipe
 from recipes._entry import PROJECT_ROOT, compose_config
 from rewards.errors import UserError
-from rewards.plan import Architecture, estimate_memory, load_architecture, zero_settings
+from rewards.training.plan import Architecture, estimate_memory, load_architecture, zero_settings
 
 LLAMA3_8B = Architecture(hidden_size=4096, intermediate_size=14336, num_hidden_layers=32, num_attention_heads=32,
                          num_key_value_heads=8, vocab_size=128256)

@@ -20,7 +20,7 @@ def preference_rows():
 
 
 def loss_and_grads(model_dir, tokenizer, tmp_path, tune: bool):
-    from rewards.policy import build_dpo_trainer
+    from rewards.training.policy import build_dpo_trainer
 
     settings = {"peft": "lora", "lora": {"r": 4, "alpha": 8, "target_modules": "all-linear"}, "beta": 0.1,
                 "max_length": 256, "per_device_train_batch_size": 4, "max_steps": 1, "bf16": False,
@@ -71,10 +71,22 @@ def test_tuned_step_has_the_same_loss_and_gradients(tiny_model_dir, tiny_tokeniz
 def test_tuning_twice_wraps_once(original_trl_rule):
     import trl.trainer.utils as trl_utils
 
-    from rewards.policy import tune_for_device
+    from rewards.training.policy import tune_for_device
 
     tune_for_device(None)
     first = trl_utils._use_triton
     tune_for_device(None)
     assert trl_utils._use_triton is first
     assert trl_utils._use_triton.__wrapped_rule__ is original_trl_rule
+
+
+def test_unverified_trl_version_is_not_patched(original_trl_rule, monkeypatch):
+    import trl
+    import trl.trainer.utils as trl_utils
+
+    from rewards.training.policy import tune_for_device
+
+    monkeypatch.setattr(trl, "__version__", "0.0.1")
+    with pytest.warns(UserWarning, match="TRL 0.0.1: fused-LM-head patch not verified"):
+        assert tune_for_device(None) == []
+    assert trl_utils._use_triton is original_trl_rule

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-import recipes.preview as preview_recipe
+import recipes.commands.preview as preview_recipe
 from rewards.artifacts import atomic_write_jsonl
-from rewards.preview import loss_masks, preview_report, render_sample, tokenize_pair
+from rewards.training.preview import loss_masks, preview_report, render_sample, tokenize_pair
 from tests.conftest import build_tiny_tokenizer
 
 # Llama-3 style: one BOS from the template, each turn closed by the EOS token.

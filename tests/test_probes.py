@@ -13,7 +13,7 @@ from recipes import principles_cli
 from recipes import probes as probes_stage
 from rewards.artifacts import Journal, atomic_write_json, atomic_write_jsonl
 from rewards.errors import UserError
-from rewards.probes import (
+from rewards.judges.probes import (
     Probe,
     compare_probes,
     detection_value,
@@ -249,7 +249,7 @@ def finish(stage_dir: Path, counts: dict | None = None, metrics: dict | None = N
 
 def fake_run(run_dir: Path) -> None:
     """Finished manifests of every stage the report reads, with the probe and agreement figures in place."""
-    from rewards.report import plot_principles
+    from rewards.reporting.report import plot_principles
 
     finish(run_dir / "generate", {"n_prompts": 3, "n_candidates": 6, "n_train_prompts": 2, "n_test_prompts": 1})
     finish(run_dir / "judge", {"n_judged": 6})
@@ -279,7 +279,7 @@ def test_report_metrics_and_model_card_carry_the_probe_and_agreement_figures(tmp
     from recipes import report
     from recipes._entry import compose_config
     from recipes.export import run_card
-    from rewards.model_card import render_card
+    from rewards.reporting.model_card import render_card
 
     run_dir = tmp_path / "fake"
     fake_run(run_dir)

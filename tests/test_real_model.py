@@ -26,7 +26,7 @@ def test_embedded_gguf_converts_to_a_cached_safetensors_folder(smollm):
 
 
 def test_generation_and_judging_on_the_real_model(smollm, rubric):
-    from rewards.generation import chat_messages, generate_texts, render_prompts
+    from rewards.generation.responders import chat_messages, generate_texts, render_prompts
 
     model, tokenizer, _ = smollm
     rendered = render_prompts(tokenizer, [chat_messages("I have been feeling low since I moved cities.")])

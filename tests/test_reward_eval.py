@@ -36,7 +36,7 @@ def held_out() -> list[dict]:
 def finished_run(root, model_dir, tokenizer, rows: list[dict], with_model: bool = True) -> None:
     from datasets import Dataset, DatasetDict
 
-    from rewards.reward_io import export_reward_model
+    from rewards.reward_models.io import export_reward_model
 
     DatasetDict({"train": Dataset.from_list(rows[:2]), "test": Dataset.from_list(rows)}).save_to_disk(
         str(root / "run" / "pairs" / "dataset"))
@@ -93,7 +93,7 @@ def test_missing_column_is_a_one_line_error(tiny_model_dir, tiny_tokenizer, tmp_
 
 
 def test_calibration_bins_confidence_against_accuracy():
-    from rewards.reward_eval import calibration
+    from rewards.reward_models.evaluation import calibration
 
     table = calibration([5.0, 5.0, 0.1, 0.0], [0.0, 0.0, 0.0, 0.1])
     assert sum(row["n"] for row in table["bins"]) == 4

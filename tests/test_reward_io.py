@@ -32,8 +32,8 @@ def lora_reward_model(model_dir, tokenizer):
 
 @pytest.fixture(scope="module")
 def exported(tiny_model_dir, tiny_tokenizer, tmp_path_factory):
-    from rewards.reward_io import export_reward_model
-    from rewards.reward_model import RewardScorer
+    from rewards.reward_models.io import export_reward_model
+    from rewards.reward_models.scorer import RewardScorer
 
     model = lora_reward_model(tiny_model_dir, tiny_tokenizer)
     before = RewardScorer(model, tiny_tokenizer).score(PROMPTS, REPLIES)
@@ -67,7 +67,7 @@ def test_only_safetensors_and_no_remote_code(exported, tmp_path):
 
     from safetensors.torch import load_file
 
-    from rewards.reward_io import load_reward
+    from rewards.reward_models.io import load_reward
 
     pickled = tmp_path / "pickled"
     shutil.copytree(exported["merged"], pickled)
@@ -85,7 +85,7 @@ def test_only_safetensors_and_no_remote_code(exported, tmp_path):
 
 
 def test_qlora_on_cpu_is_a_one_line_error(monkeypatch):
-    from rewards.reward_model import quantization_config
+    from rewards.reward_models.training import quantization_config
 
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
     with pytest.raises(UserError, match="QLoRA needs a CUDA GPU") as info:
@@ -109,7 +109,7 @@ def fake_finished_run(root, run: str) -> None:
 def test_online_rl_runs_two_steps_with_the_exported_reward(method, exported, tiny_model_dir, monkeypatch):
     from recipes.grpo import main as grpo_main
     from recipes.rloo import main as rloo_main
-    from rewards.reward_model import RewardScorer
+    from rewards.reward_models.scorer import RewardScorer
 
     fake_finished_run(exported["root"], "run")
     calls = []

@@ -8,9 +8,7 @@ from pathlib import Path
 import pytest
 
 from rewards.errors import UserError
-from rewards.judges.base import JudgeItem
-from rewards.rubric import Principle, Rubric
-from rewards.safety import (
+from rewards.evaluation.safety import (
     CATEGORIES,
     JUDGE_HARM,
     RedFlagScenario,
@@ -25,6 +23,8 @@ from rewards.safety import (
     score_reply,
     stigmatizing,
 )
+from rewards.judges.base import JudgeItem
+from rewards.rubric import Principle, Rubric
 
 REDFLAGS = Path(__file__).resolve().parent.parent / "data" / "redflags"
 

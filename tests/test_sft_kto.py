@@ -10,7 +10,7 @@ import pytest
 
 from recipes._entry import compose_config
 from rewards.errors import UserError
-from rewards.human_training import kto_examples, load_train_questions, sft_examples
+from rewards.training.sft_kto import kto_examples, load_train_questions, sft_examples
 from tests.conftest import tiny_overrides
 from tests.human_data import COLUMNS, answer, judged_run, write_counselchat_like
 
@@ -71,7 +71,7 @@ def test_sft_stage_trains_and_writes_an_adapter_and_merged_model(tiny_model_dir,
 
 def test_full_sft_writes_a_full_model_that_dpo_starts_from(tiny_model_dir, tmp_path, human_csv):
     from recipes import sft
-    from rewards.human_training import sft_policy_path
+    from rewards.training.sft_kto import sft_policy_path
 
     sft.run(compose_config([*stage_overrides(tiny_model_dir, tmp_path, human_csv), "sft=full"]))
     out = tmp_path / "t" / "sft"
@@ -141,7 +141,7 @@ def test_dpo_loss_type_passes_through_to_trl(tiny_model_dir, tiny_tokenizer, tmp
 
     from datasets import Dataset
 
-    from rewards.policy import build_dpo_trainer
+    from rewards.training.policy import build_dpo_trainer
 
     cfg = compose_config([*tiny_overrides(tiny_model_dir, tmp_path), f"dpo.loss_type={loss_type}",
                           "dpo.max_steps=1", "dpo.label_smoothing=0.1" if loss_type == "robust" else "seed=1"])
@@ -157,7 +157,7 @@ def test_dpo_loss_type_passes_through_to_trl(tiny_model_dir, tiny_tokenizer, tmp
 
 
 def test_unknown_loss_type_is_one_line_naming_the_key(tiny_model_dir, tiny_tokenizer, tmp_path):
-    from rewards.policy import build_dpo_trainer
+    from rewards.training.policy import build_dpo_trainer
 
     with pytest.raises(UserError, match="dpo.loss_type: 'dpo' is not a TRL DPO loss"):
         build_dpo_trainer(str(tiny_model_dir), tiny_tokenizer, None, {"loss_type": ["sigmoid", "dpo"]}, tmp_path, [])

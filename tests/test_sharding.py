@@ -11,7 +11,7 @@ import pytest
 
 from rewards.artifacts import Journal
 from rewards.distributed import map_batches_sharded, shard, unshard
-from rewards.generation import Responder, generate_candidates
+from rewards.generation.responders import Responder, generate_candidates
 from tests.conftest import PROJECT_ROOT, tiny_overrides
 
 PROMPTS = [{"id": f"p{i}", "text": f"I feel anxious{' and tired' * i} number {i}."} for i in range(7)]

@@ -8,8 +8,7 @@ import pytest
 
 from recipes import simulate_clients
 from rewards.errors import UserError
-from rewards.prompts import load_prompts
-from rewards.simulated_clients import (
+from rewards.generation.simulated_clients import (
     ClientSpec,
     Persona,
     client_grid,
@@ -18,6 +17,7 @@ from rewards.simulated_clients import (
     load_personas,
     writer_messages,
 )
+from rewards.prompts import load_prompts
 from tests.conftest import PROJECT_ROOT
 
 PERSONAS = PROJECT_ROOT / "data" / "simulated" / "personas.yaml"

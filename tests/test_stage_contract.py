@@ -106,7 +106,7 @@ def test_a_comma_value_does_not_suggest_multirun():
 
 
 def test_the_135m_caveat_only_for_the_embedded_judge():
-    from rewards.report import reading_note
+    from rewards.reporting.report import reading_note
 
     assert "135M" in reading_note({"backend": "local", "model": "embedded:smollm2-135m-instruct"}, 8)
     note = reading_note({"backend": "openai_compatible", "model": "gpt-4o"}, 8)

@@ -153,8 +153,8 @@ def test_online_resume_continues_at_step_3_and_keeps_checkpoint_1(method, tiny_m
                                                                    monkeypatch):
     from recipes.grpo import main as grpo_main
     from recipes.rloo import main as rloo_main
-    from rewards.reward_io import export_reward_model
-    from rewards.reward_model import RewardScorer
+    from rewards.reward_models.io import export_reward_model
+    from rewards.reward_models.scorer import RewardScorer
     from tests.test_reward_io import fake_finished_run, lora_reward_model
 
     export_reward_model(lora_reward_model(tiny_model_dir, tiny_tokenizer), tiny_tokenizer,
@@ -208,7 +208,7 @@ class PoisonAfterStep(TrainerCallback):
 def test_grpo_stops_before_saving_or_sampling_from_non_finite_weights(tiny_model_dir, tiny_tokenizer, tmp_path,
                                                                       monkeypatch, capsys):
     from recipes.grpo import main as grpo_main
-    from rewards.reward_io import export_reward_model
+    from rewards.reward_models.io import export_reward_model
     from tests.test_reward_io import fake_finished_run, lora_reward_model
 
     export_reward_model(lora_reward_model(tiny_model_dir, tiny_tokenizer), tiny_tokenizer,
@@ -231,9 +231,9 @@ def test_grpo_stops_before_saving_or_sampling_from_non_finite_weights(tiny_model
 def test_push_and_pull_refuse_a_training_model_folder(tmp_path):
     from recipes.assessment import checkpoint_base_model
     from rewards.errors import UserError
-    from rewards.hub import pull_checkpoint, push_checkpoint
-    from rewards.model_card import build_training_card, write_training_card
-    from rewards.training_loop import stage_provenance
+    from rewards.reporting.hub import pull_checkpoint, push_checkpoint
+    from rewards.reporting.model_card import build_training_card, write_training_card
+    from rewards.training.loop import stage_provenance
 
     model_dir = tmp_path / "dpo" / "model"
     model_dir.mkdir(parents=True)
@@ -250,7 +250,7 @@ def test_push_and_pull_refuse_a_training_model_folder(tmp_path):
 
 def test_provenance_takes_the_rubric_of_the_data_before_the_configured_one():
     from rewards.rubric import load_rubric
-    from rewards.training_loop import stage_provenance
+    from rewards.training.loop import stage_provenance
 
     path = PROJECT_ROOT / "principles" / "psychocounsel.yaml"
     common = {"stage": "dpo", "run": "r", "base_model": "m", "config": {"method": "dpo"}, "rubric_path": path}
@@ -263,7 +263,7 @@ def test_provenance_takes_the_rubric_of_the_data_before_the_configured_one():
 
 
 def test_resume_skips_and_removes_a_checkpoint_cut_short_while_saving(tmp_path):
-    from rewards.checkpointing import resume_checkpoint
+    from rewards.training.checkpointing import resume_checkpoint
 
     for step in (1, 2, 10):
         (tmp_path / f"checkpoint-{step}").mkdir()

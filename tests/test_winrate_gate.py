@@ -7,9 +7,9 @@ import json
 import pytest
 
 from rewards.errors import UserError
-from rewards.release_gate import gate_line, release_decision, score_suite, select_scenarios
-from rewards.safety import CATEGORIES, load_redflags
-from rewards.winrate import (
+from rewards.evaluation.release_gate import gate_line, release_decision, score_suite, select_scenarios
+from rewards.evaluation.safety import CATEGORIES, load_redflags
+from rewards.evaluation.winrate import (
     bootstrap_interval,
     load_reference_responses,
     match_references,
@@ -115,7 +115,7 @@ def test_a_checkpoint_failing_every_scenario_is_never_released():
 
 
 def test_crisis_floor_blocks_on_one_category_and_names_it():
-    from rewards.release_gate import GateFloors
+    from rewards.evaluation.release_gate import GateFloors
 
     crisis_reply = ("I'm really glad you told me. Please call or text 988 (the Suicide and Crisis Lifeline) now, or "
                     "call emergency services; you deserve support right away.")
@@ -133,7 +133,7 @@ def test_crisis_floor_blocks_on_one_category_and_names_it():
 
 
 def test_a_crisis_category_with_no_scenario_cannot_pass():
-    from rewards.release_gate import GateFloors
+    from rewards.evaluation.release_gate import GateFloors
 
     summary = {"pass_rate": 1.0, "by_category": {"mania": {"passed": 2, "total": 2, "pass_rate": 1.0}}}
     decision = release_decision(1.0, 1.0, 0.0, GateFloors(crisis_categories=("suicidal_ideation",)), summary)
@@ -151,8 +151,8 @@ def test_gate_settings_are_checked(tmp_path):
         check_evaluate_config(compose_config(["evaluate.gate_min_pass_rate=1.5"]))
 
 
-from rewards.evaluation import judged_comparisons  # noqa: E402 - the tests below were added after the others
-from rewards.winrate import expected_preference, expected_preference_with_ci  # noqa: E402
+from rewards.evaluation.compare import judged_comparisons  # noqa: E402 - the tests below were added after the others
+from rewards.evaluation.winrate import expected_preference, expected_preference_with_ci  # noqa: E402
 
 
 class KnownJudge:

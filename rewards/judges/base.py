@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Protocol
+from dataclasses import dataclass, field
+from typing import Protocol, runtime_checkable
 
 from rewards.rubric import Principle, Rubric
 
 TEMPLATE_VERSION = 1
+RANDOM_BASELINE = 0.5  # chance level of a two-way choice: probe detection, pairwise agreement
 PrincipleScores = dict[str, float]
 
 SYSTEM_INTRO = (
@@ -32,6 +33,42 @@ class Judge(Protocol):
     def compare(self, client: str, first: str, second: str) -> float:
         """Probability that ``first`` is the better reply, with ``first`` shown as reply A."""
         ...
+
+
+@dataclass
+class ScoreResult:
+    """Outcome of one item: ``scores`` when judged, else ``error`` says why it failed."""
+
+    scores: PrincipleScores | None = None
+    error: str | None = None
+    cached: bool = False
+    usage: dict[str, int] = field(default_factory=lambda: {"prompt_tokens": 0, "completion_tokens": 0})
+
+
+# Optional judge features. A judge has one when it has the methods (remote judges have all three); callers check with
+# isinstance, so a judge written for tests or a notebook needs only ``score`` and ``compare``.
+@runtime_checkable
+class ReportsFailures(Protocol):
+    """A judge that can fail per item or per request (remote): it reports the reason instead of raising."""
+
+    def score_with_failures(self, items: list[JudgeItem]) -> list[ScoreResult]: ...
+
+    def compare_many_with_failures(self, asks: list[tuple[str, str, str]]) -> list[tuple[float | None, str | None]]:
+        ...
+
+
+@runtime_checkable
+class ComparesMany(Protocol):
+    """A judge that answers many (client, first, second) comparisons in one call."""
+
+    def compare_many(self, asks: list[tuple[str, str, str]]) -> list[float]: ...
+
+
+@runtime_checkable
+class CountsUsage(Protocol):
+    """A judge that counts requests and tokens (``stats``: requests, retries, prompt_tokens, ...)."""
+
+    stats: dict[str, int]
 
 
 def render_principle(principle: Principle) -> str:

@@ -5,23 +5,21 @@ from __future__ import annotations
 from collections import Counter
 from dataclasses import dataclass, field
 
-from rewards.judges.base import Judge, JudgeItem
-from rewards.judges.openai_compatible import ScoreResult
+from rewards.judges.base import CountsUsage, Judge, JudgeItem, ReportsFailures, ScoreResult
 
 USAGE_KEYS = ("requests", "retries", "prompt_tokens", "completion_tokens", "cache_hits", "cache_misses", "failures")
 
 
 def score_batch(judge: Judge, items: list[JudgeItem]) -> list[ScoreResult]:
     """One result per item; judges that can fail per item (remote ones) report failures instead of raising."""
-    with_failures = getattr(judge, "score_with_failures", None)
-    if with_failures is not None:
-        return with_failures(items)
+    if isinstance(judge, ReportsFailures):
+        return judge.score_with_failures(items)
     return [ScoreResult(scores=scores) for scores in judge.score(items)]
 
 
 def judge_usage(judge: Judge) -> dict[str, int]:
     """Request and token counters of a judge so far (zeros for a local judge, which has none)."""
-    stats = getattr(judge, "stats", {})
+    stats = judge.stats if isinstance(judge, CountsUsage) else {}
     return {key: int(stats.get(key, 0)) for key in USAGE_KEYS}
 
 

@@ -35,13 +35,6 @@ def common_prefix_length(sequences: list[list[int]]) -> int:
     return shortest
 
 
-def crop_cache(cache, length: int) -> None:
-    """Drop cached positions beyond ``length`` (transformers takes the count to remove, negated)."""
-    excess = cache.get_seq_length() - length
-    if excess > 0:
-        cache.crop(-excess)
-
-
 @dataclass(frozen=True)
 class PackedRow:
     """One item after the rubric: a shared block, then questions that each see the block but not each other."""

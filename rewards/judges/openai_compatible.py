@@ -11,7 +11,7 @@ import functools
 import hashlib
 import json
 import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model
@@ -24,6 +24,7 @@ from rewards.judges.base import (
     TEMPLATE_VERSION,
     JudgeItem,
     PrincipleScores,
+    ScoreResult,
     item_block,
     pairwise_messages,
     rubric_system_prompt,
@@ -41,15 +42,6 @@ Score = Annotated[int, Field(strict=True, ge=1, le=5)]
 class _Choice(BaseModel):
     better: str = Field(pattern="^[AB]$")
 
-
-@dataclass
-class ScoreResult:
-    """Outcome of one item: ``scores`` when judged, else ``error`` says why it failed."""
-
-    scores: PrincipleScores | None = None
-    error: str | None = None
-    cached: bool = False
-    usage: dict[str, int] = field(default_factory=lambda: {"prompt_tokens": 0, "completion_tokens": 0})
 
 
 class _RateLimiter:

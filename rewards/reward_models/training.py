@@ -1,0 +1,62 @@
+"""Training Bradley–Terry reward models (one or many heads) with TRL's RewardTrainer: full, LoRA or QLoRA."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+import torch
+
+from rewards.models import resolve_model_path, torch_dtype
+from rewards.training.arguments import build_lora_config, qlora_quantization_config, training_arguments
+
+
+def quantization_config(train_cfg: Mapping, section: str = "reward"):
+    """A 4-bit nf4 ``BitsAndBytesConfig`` for ``peft: qlora`` (CUDA only), else None."""
+    return qlora_quantization_config(train_cfg, section)
+
+
+def load_score_model(model_path: str, train_cfg: Mapping, pad_token_id: int, labels: Sequence[str] = ("reward",),
+                     trust_remote_code: bool = False):
+    """A sequence-classification model with one output per label (4-bit quantized for QLoRA), from safetensors."""
+    from transformers import AutoModelForSequenceClassification
+
+    quant = quantization_config(train_cfg)
+    kwargs = {"num_labels": len(labels), "dtype": torch_dtype(train_cfg.get("dtype")), "use_safetensors": True,
+              "trust_remote_code": trust_remote_code}
+    if len(labels) > 1:
+        kwargs.update(id2label=dict(enumerate(labels)), label2id={label: i for i, label in enumerate(labels)})
+    if quant is not None:
+        kwargs.update(quantization_config=quant, device_map={"": torch.cuda.current_device()})
+    model = AutoModelForSequenceClassification.from_pretrained(resolve_model_path(model_path), **kwargs)
+    model.config.pad_token_id = pad_token_id
+    if quant is not None:
+        from peft import prepare_model_for_kbit_training
+
+        model = prepare_model_for_kbit_training(
+            model, use_gradient_checkpointing=bool(train_cfg.get("gradient_checkpointing")))
+    return model
+
+
+def train_reward_model(model_path: str, tokenizer, train_dataset, eval_dataset, train_cfg: dict,
+                       output_dir: str | Path, report_to: list[str], seed: int = 0):
+    """A TRL RewardTrainer for a scalar reward model on preference pairs (raw or tokenized); full, LoRA or QLoRA.
+
+    ``center_rewards_coefficient`` and a ``margin`` column in the data are TRL's options, passed through.
+    """
+    from transformers import set_seed
+    from trl import RewardConfig, RewardTrainer
+
+    set_seed(seed)  # the score head is initialised at random when the model is loaded
+    model = load_score_model(model_path, train_cfg, tokenizer.pad_token_id)
+    args = training_arguments(RewardConfig, train_cfg, output_dir, report_to, seed,
+                              extra={"max_length": train_cfg.get("max_length", 512),
+                                     "center_rewards_coefficient": train_cfg.get("center_rewards_coefficient")})
+    return RewardTrainer(
+        model=model,
+        args=args,
+        train_dataset=train_dataset,
+        eval_dataset=eval_dataset,
+        processing_class=tokenizer,
+        peft_config=build_lora_config(train_cfg, task_type="SEQ_CLS"),
+    )

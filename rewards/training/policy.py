@@ -1,0 +1,80 @@
+"""Policy alignment with TRL's DPOTrainer (full, LoRA) on the preference pairs."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from rewards.errors import UserError
+from rewards.models import resolve_model_path, torch_dtype
+from rewards.training.arguments import build_lora_config, qlora_quantization_config, training_arguments
+from rewards.training.trl_compat import score_labelled_positions_only_on_eager_devices
+
+DPO_KEYS = ("beta", "loss_type", "loss_weights", "max_length", "precompute_ref_log_probs", "label_smoothing",
+            "padding_free", "pad_to_multiple_of")
+# TRL 1.16 DPOConfig.loss_type values; docs/policy_training.md says when to use which.
+DPO_LOSS_TYPES = ("sigmoid", "hinge", "ipo", "exo_pair", "nca_pair", "robust", "bco_pair", "sppo_hard", "aot",
+                  "aot_unpaired", "apo_zero", "apo_down", "discopop", "sft", "sigmoid_norm")
+
+
+def check_loss_type(loss_type: str | list[str] | None) -> None:
+    """One-line error for a loss TRL's DPO does not have (TRL itself would fail deep inside the trainer)."""
+    for name in [loss_type] if isinstance(loss_type, str) else list(loss_type or []):
+        if name not in DPO_LOSS_TYPES:
+            raise UserError(f"dpo.loss_type: {name!r} is not a TRL DPO loss; use one of {', '.join(DPO_LOSS_TYPES)}")
+
+
+def build_dpo_trainer(model_path: str, tokenizer, train_dataset, train_cfg: dict, output_dir: str | Path,
+                      report_to: list[str], seed: int = 0, eval_dataset=None, callbacks=None, tune: bool = True):
+    """A DPOTrainer; with LoRA the reference is the base model with the adapter disabled (no copy)."""
+    from trl import DPOConfig, DPOTrainer
+
+    check_loss_type(train_cfg.get("loss_type"))
+    model = load_policy_model(model_path, train_cfg)
+    extra = {key: train_cfg.get(key) for key in DPO_KEYS}
+    for key in ("loss_type", "loss_weights"):
+        if isinstance(extra.get(key), list | tuple):
+            extra[key] = list(extra[key])
+    args = training_arguments(DPOConfig, train_cfg, output_dir, report_to, seed, extra=extra)
+    trainer = DPOTrainer(
+        model=model,
+        ref_model=None,
+        args=args,
+        train_dataset=train_dataset,
+        eval_dataset=eval_dataset,
+        processing_class=tokenizer,
+        peft_config=build_lora_config(train_cfg, task_type="CAUSAL_LM"),
+        callbacks=callbacks,
+    )
+    if tune:
+        tune_for_device(trainer)
+    return trainer
+
+
+def load_policy_model(model_path: str, train_cfg: dict):
+    """The policy from safetensors; in 4-bit nf4 on the GPU for ``peft: qlora`` (prepared for k-bit training)."""
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    quant = qlora_quantization_config(train_cfg, train_cfg.get("method", "dpo"))
+    kwargs = {"dtype": torch_dtype(train_cfg.get("dtype")), "use_safetensors": True}
+    if quant is not None:
+        kwargs.update(quantization_config=quant, device_map={"": torch.cuda.current_device()})
+    model = AutoModelForCausalLM.from_pretrained(resolve_model_path(model_path), **kwargs)
+    if quant is not None:
+        from peft import prepare_model_for_kbit_training
+
+        model = prepare_model_for_kbit_training(
+            model, use_gradient_checkpointing=bool(train_cfg.get("gradient_checkpointing")))
+    return model
+
+
+def tune_for_device(trainer) -> list[str]:
+    """Remove work a built DPOTrainer does not need on this device; returns what was changed.
+
+    The patches live in ``rewards.training.trl_compat`` (checked against the installed TRL version). Measured in
+    ``benchmarks/dpo_step.py``; cause written in ``benchmarks/README.md``.
+    """
+    changes = []
+    if score_labelled_positions_only_on_eager_devices():
+        changes.append("fused LM head scores completion positions only on CPU")
+    return changes
