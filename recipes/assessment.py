@@ -13,6 +13,7 @@ from omegaconf import DictConfig, OmegaConf
 from tqdm.auto import tqdm
 
 from recipes._entry import project_path
+from recipes.calibrate import check_harm_judge
 from recipes.judge import build_judge
 from rewards.artifacts import atomic_write_json, atomic_write_jsonl, sha256_tree
 from rewards.errors import UserError
@@ -97,6 +98,7 @@ def check_evaluate_config(cfg: DictConfig) -> None:
     limit = cfg.evaluate.redflag_limit
     if limit is not None and (not isinstance(limit, int) or limit < 1):
         raise UserError(f"evaluate.redflag_limit: {limit!r} must be a positive integer or null (all scenarios)")
+    check_harm_judge(cfg, "evaluate.harm_threshold", cfg.evaluate.harm_threshold)
 
 
 def assess(cfg: DictConfig, out_dir: Path, prompts: list[dict], checkpoint: Path, scorer=None) -> dict:

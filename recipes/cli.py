@@ -6,7 +6,7 @@ import importlib
 import sys
 
 # Pipeline stages, in order. Each module under recipes/ exposes ``main(argv) -> int``.
-STAGES = ("generate", "judge", "pairs", "reward", "dpo", "evaluate", "report", "pipeline")
+STAGES = ("generate", "calibrate", "judge", "pairs", "reward", "dpo", "evaluate", "report", "pipeline")
 
 # Further commands: name -> (module, one-line help). Each module exposes ``main(argv) -> int``.
 COMMANDS: dict[str, tuple[str, str]] = {

@@ -59,6 +59,7 @@ def run_card(cfg: DictConfig, run_dir: Path, metrics: dict) -> dict:
         metrics={k: metrics[k] for k in CARD_METRICS if k in metrics},
         safety=safety,
         versions=package_versions(),
+        calibration=_stage(run_dir, "calibrate").get("metrics"),
     )
 
 

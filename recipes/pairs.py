@@ -5,6 +5,7 @@ from __future__ import annotations
 from omegaconf import DictConfig, OmegaConf
 
 from recipes._entry import StageContext, entry, project_path, run_stage
+from recipes.calibrate import check_harm_judge
 from rewards.artifacts import atomic_write_jsonl, read_jsonl
 from rewards.pairs import PairPolicy, build_pairs, check_split_leakage, length_stats
 from rewards.rubric import load_rubric
@@ -39,6 +40,7 @@ def work(ctx: StageContext) -> dict:
 
 
 def run(cfg: DictConfig) -> dict:
+    check_harm_judge(cfg, "pairs.safety_threshold", cfg.pairs.safety_threshold)
     return run_stage(cfg, "pairs", work, ["pairs", "principles", "seed"], inputs=["generate", "judge"],
                      uses_rubric=True)
 

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from omegaconf import DictConfig
 
-from recipes import dpo, evaluate, generate, judge, pairs, report, reward
+from recipes import calibrate, dpo, evaluate, generate, judge, pairs, report, reward
 from recipes._entry import entry, project_path
 from rewards.rubric import load_rubric
 
-STAGES = (generate, judge, pairs, reward, dpo, evaluate, report)
+STAGES = (generate, calibrate, judge, pairs, reward, dpo, evaluate, report)
 
 
 def run(cfg: DictConfig) -> None:

@@ -6,11 +6,13 @@ from omegaconf import DictConfig
 
 from recipes._entry import StageContext, entry, run_stage
 from recipes.evaluation_page import evaluation_sections, load_histories
+from rewards.agreement import judge_warning
 from rewards.artifacts import atomic_write_json, atomic_write_text, read_jsonl, read_manifest
 from rewards.html_report import Section, render_html, render_sections_markdown
 from rewards.report import plot_candidate_scores, plot_principles, plot_rewards, plot_stage_seconds, render_markdown
 
-STAGES = ("generate", "judge", "pairs", "reward", "dpo", "evaluate")
+STAGES = ("generate", "calibrate", "judge", "pairs", "reward", "dpo", "evaluate")
+CALIBRATION_KEYS = ("judge_agreement", "judge_agreement_ci", "judge_length_baseline", "position_consistency")
 
 
 def work(ctx: StageContext) -> dict:
@@ -32,6 +34,7 @@ def work(ctx: StageContext) -> dict:
         "base_pass_rate": evaluation["base_pass_rate"],
         "trained_pass_rate": evaluation["trained_pass_rate"],
         "release": evaluation["release"],
+        **{key: manifests["calibrate"]["metrics"].get(key) for key in CALIBRATION_KEYS},
         "stage_seconds": {stage: m["wall_seconds"] for stage, m in manifests.items()},
     }
     judged = read_jsonl(ctx.input_dir("judge") / "judged.jsonl")
@@ -52,6 +55,7 @@ def work(ctx: StageContext) -> dict:
         "base_principles": evaluation["base_principles"], "dpo_principles": evaluation["dpo_principles"],
         "model": reward["base_model"], "rubric": ctx.cfg.principles.path,
         "rubric_sha256": manifests["judge"]["rubric_sha256"], "judge": evaluation["judge"]["backend"],
+        "judge_warning": judge_warning(manifests["calibrate"]["metrics"]),
     }
     atomic_write_json(ctx.dir / "metrics.json", metrics)
     sections = evaluation_sections(ctx.dir, evaluation, rows, load_histories(ctx.run_dir))
@@ -73,7 +77,9 @@ def write_html(ctx: StageContext, metrics: dict, extra: dict, sections: list[Sec
         ["judged win rate of trained over reference", f"{metrics['win_rate']:.3f} [{low:.3f}, {high:.3f}]"],
         ["red-flag pass rate: base / trained", f"{metrics['base_pass_rate']:.3f} / {metrics['trained_pass_rate']:.3f}"],
         ["release gate", "release" if metrics["release"] else "do NOT release"],
+        ["judge agreement with people (length-only baseline); position consistency", _agreement_cell(metrics)],
     ])
+    warning = [Section("Judge warning", extra["judge_warning"])] if extra["judge_warning"] else []
     extras = [
         Section("Judge scores of all candidates", images=[("candidate_scores.png", "candidate judge scores")]),
         Section("Time per stage (seconds)", "", ["stage", "seconds"],
@@ -84,7 +90,17 @@ def write_html(ctx: StageContext, metrics: dict, extra: dict, sections: list[Sec
     subtitle = (f"model {extra['model']} · rubric {extra['rubric']} (sha256 {extra['rubric_sha256'][:12]}) · "
                 f"judge {extra['judge']}")
     atomic_write_text(ctx.dir / "report.html", render_html(f"counsel-align run {ctx.cfg.run}", subtitle,
-                                                           [headline, *sections, *extras], ctx.dir))
+                                                           [*warning, headline, *sections, *extras], ctx.dir))
+
+
+def _agreement_cell(metrics: dict) -> str:
+    if metrics["judge_agreement"] is None:
+        return "not measured"
+    ci = metrics["judge_agreement_ci"]
+    interval = f" [{ci[0]:.3f}, {ci[1]:.3f}]" if ci else ""
+    consistency = metrics["position_consistency"]
+    return (f"{metrics['judge_agreement']:.3f}{interval} ({metrics['judge_length_baseline']:.3f}); "
+            f"{'n/a' if consistency is None else f'{consistency:.3f}'}")
 
 
 def run(cfg: DictConfig) -> dict:

@@ -12,6 +12,7 @@ import shutil
 from pathlib import Path
 from typing import Any
 
+from rewards.agreement import judge_warning
 from rewards.errors import UserError
 
 CARD_JSON = "model_card.json"
@@ -48,8 +49,10 @@ def build_card(
     metrics: dict,
     safety: dict,
     versions: dict | None = None,
+    calibration: dict | None = None,
 ) -> dict[str, Any]:
-    """The machine-readable card. ``rubric`` has name, version, path, sha256 and text."""
+    """The machine-readable card. ``rubric`` has name, version, path, sha256 and text; ``calibration`` holds the
+    judge's agreement with human preferences (``judge_agreement``, ``judge_length_baseline``, ...)."""
     return {
         "card_version": CARD_VERSION,
         "name": name,
@@ -61,6 +64,7 @@ def build_card(
         "training": training,
         "metrics": metrics,
         "safety": safety,
+        "judge_calibration": calibration or {},
         "intended_use": INTENDED_USE,
         "limitations": LIMITATIONS,
         "versions": versions or {},
@@ -90,6 +94,9 @@ def render_card(card: dict) -> str:
     data_rows = [(k, v) for k, v in card["data"].items()]
     metric_rows = [(k, v) for k, v in card["metrics"].items() if not isinstance(v, dict)]
     release = gate.get("release")
+    warning = judge_warning(card.get("judge_calibration"))
+    warning_line = f"\n> **{warning}**\n" if warning else ""
+    calibration = card.get("judge_calibration") or {}
     return f"""---
 base_model: {card['base_model']}
 library_name: {'peft' if card['weights'] == 'lora_adapter' else 'transformers'}
@@ -98,7 +105,7 @@ tags: [counsel-align, dpo, research-only]
 # {card['name']}
 
 **A research artifact, not a therapist.** {card['intended_use']}
-
+{warning_line}
 Release gate: **{'release' if release else 'do not release' if release is not None else 'not evaluated'}**
 ({gate.get('reason', 'no red-flag evaluation recorded')}).
 
@@ -117,6 +124,9 @@ Release gate: **{'release' if release else 'do not release' if release is not No
 
 ## Evaluation
 {_table(metric_rows)}
+
+### Judge calibration (agreement with human preferences)
+{_table([(k, v) for k, v in calibration.items() if k != "details"]) if calibration else "Not measured."}
 
 ## Red-flag safety suite (pass rate per category)
 | category | base | trained |

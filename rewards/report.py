@@ -75,6 +75,12 @@ def _fmt(value) -> str:
     return "n/a" if value is None else str(value)
 
 
+def _agreement(metrics: dict) -> str:
+    ci = metrics.get("judge_agreement_ci")
+    interval = f" [{ci[0]:.3f}, {ci[1]:.3f}]" if ci else ""
+    return f"{_fmt(metrics.get('judge_agreement'))}{interval}"
+
+
 def render_markdown(run: str, metrics: dict, extra: dict) -> str:
     """The report page; ``extra`` holds per-principle means, length stats and examples."""
     rows = [
@@ -89,15 +95,19 @@ def render_markdown(run: str, metrics: dict, extra: dict) -> str:
         ("mean reward: DPO", _fmt(metrics["dpo_score"])),
         ("judged win rate of DPO over base (both orders, ties = ½)", _fmt(metrics["win_rate"])),
         ("wins / ties / losses", f"{extra['wins']} / {extra['ties_eval']} / {extra['losses']}"),
+        ("judge agreement with people [95% CI by question]", _agreement(metrics)),
+        ("length-only baseline on the same human pairs", _fmt(metrics.get("judge_length_baseline"))),
+        ("position consistency of pairwise judging", _fmt(metrics.get("position_consistency"))),
     ]
     table = "\n".join(f"| {name} | {value} |" for name, value in rows)
     principles = "\n".join(
         f"| {pid} | {_fmt(extra['base_principles'][pid])} | {_fmt(extra['dpo_principles'][pid])} |"
         for pid in extra["base_principles"])
     stages = "\n".join(f"| {name} | {seconds:.1f} |" for name, seconds in metrics["stage_seconds"].items())
+    warning = f"> **{extra['judge_warning']}**\n\n" if extra.get("judge_warning") else ""
     return f"""# counsel-align run `{run}`
 
-Model: `{extra['model']}` · rubric `{extra['rubric']}` (sha256 `{extra['rubric_sha256'][:12]}`) \
+{warning}Model: `{extra['model']}` · rubric `{extra['rubric']}` (sha256 `{extra['rubric_sha256'][:12]}`) \
 · judge `{extra['judge']}`
 
 ## Headline figures

@@ -9,9 +9,10 @@ from recipes._entry import compose_config
 from rewards.artifacts import read_jsonl
 from tests.conftest import tiny_overrides
 
-STAGES = ["generate", "judge", "pairs", "reward", "dpo", "evaluate", "report"]
+STAGES = ["generate", "calibrate", "judge", "pairs", "reward", "dpo", "evaluate", "report"]
 METRIC_KEYS = {"n_prompts", "n_candidates", "n_pairs", "rm_accuracy", "rm_length_baseline", "base_score",
-               "dpo_score", "win_rate", "stage_seconds"}
+               "dpo_score", "win_rate", "stage_seconds", "judge_agreement", "judge_agreement_ci",
+               "judge_length_baseline", "position_consistency"}
 
 
 @pytest.fixture(scope="module")
