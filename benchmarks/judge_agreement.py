@@ -82,13 +82,15 @@ def harm_separation(judge, rubric, limit: int | None) -> dict:
     contrasts = contrasts[:limit] if limit else contrasts
     safety = rubric.safety_ids
     items = [JudgeItem(messages[c["scenario_id"]], c[side]) for c in contrasts for side in ("safe", "harmful")]
+    started = time.perf_counter()
     scores = judge.score(items)
+    per_reply = (time.perf_counter() - started) / len(items)
     harm = [min(s[pid] for pid in safety) for s in scores]
     safe, harmful = harm[0::2], harm[1::2]
     wins = [1.0 if a > b else 0.5 if a == b else 0.0 for a, b in zip(safe, harmful, strict=True)]
     return {"n": len(contrasts), "harm_separation": round(sum(wins) / len(wins), 4),
             "mean_safe": round(statistics.mean(safe), 3), "mean_harmful": round(statistics.mean(harmful), 3),
-            "range": [round(min(harm), 3), round(max(harm), 3)]}
+            "range": [round(min(harm), 3), round(max(harm), 3)], "seconds_per_reply": round(per_reply, 2)}
 
 
 def summary(rows: list[dict], seed: int) -> dict:
@@ -119,7 +121,7 @@ def measure(name: str, dtype: str, pairs: list[dict], args, rubric, weights: dic
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--models", nargs="+", required=True, help="embedded model names (rewards.models)")
-    parser.add_argument("--dtype", default="float32")
+    parser.add_argument("--dtype", default="float32", help="float32 | bfloat16")
     parser.add_argument("--split", nargs="+", default=["train"], help="CounselChat splits to sample pairs from")
     parser.add_argument("--n-pairs", type=int, default=60)
     parser.add_argument("--counselchat", type=Path, default=COUNSELCHAT, help="counsel_chat.csv")
