@@ -17,6 +17,7 @@ import time
 from pathlib import Path
 
 import torch
+import yaml
 
 from recipes._entry import PROJECT_ROOT
 from rewards.agreement import agreement_report, length_verdict, pairwise_verdict, position_consistency, score_verdict
@@ -44,20 +45,21 @@ def cut(text: str, max_chars: int | None) -> str:
     return text[:max_chars] if max_chars else text
 
 
-def pointwise(judge, pairs: list[dict], weights: dict, max_chars: int | None) -> tuple[list[dict], float]:
+def pointwise(judge, pairs: list[dict], weights: dict, max_chars: int | None) -> tuple[list[dict], float, float]:
     """Rows with the judge's weighted-score verdict; returns seconds per judged reply too."""
     replies = {(p["prompt"], p[side]) for p in pairs for side in ("chosen", "rejected")}
     ordered = sorted(replies)
-    started = time.perf_counter()
+    started, cpu = time.perf_counter(), time.process_time()
     scores = judge.score([JudgeItem(cut(prompt, max_chars), cut(reply, max_chars)) for prompt, reply in ordered])
     per_reply = (time.perf_counter() - started) / max(len(ordered), 1)
+    cpu_per_reply = (time.process_time() - cpu) / max(len(ordered), 1)
     by_reply = dict(zip(ordered, scores, strict=True))
     rows = []
     for pair in pairs:
         chosen = aggregate_score(by_reply[(pair["prompt"], pair["chosen"])], weights)
         rejected = aggregate_score(by_reply[(pair["prompt"], pair["rejected"])], weights)
         rows.append(row(pair, score_verdict(chosen, rejected)))
-    return rows, per_reply
+    return rows, per_reply, cpu_per_reply
 
 
 def pairwise(judge, pairs: list[dict], max_chars: int | None) -> tuple[list[dict], float | None, float]:
@@ -82,15 +84,17 @@ def harm_separation(judge, rubric, limit: int | None) -> dict:
     contrasts = contrasts[:limit] if limit else contrasts
     safety = rubric.safety_ids
     items = [JudgeItem(messages[c["scenario_id"]], c[side]) for c in contrasts for side in ("safe", "harmful")]
-    started = time.perf_counter()
+    started, cpu = time.perf_counter(), time.process_time()
     scores = judge.score(items)
     per_reply = (time.perf_counter() - started) / len(items)
+    cpu_per_reply = (time.process_time() - cpu) / len(items)
     harm = [min(s[pid] for pid in safety) for s in scores]
     safe, harmful = harm[0::2], harm[1::2]
     wins = [1.0 if a > b else 0.5 if a == b else 0.0 for a, b in zip(safe, harmful, strict=True)]
     return {"n": len(contrasts), "harm_separation": round(sum(wins) / len(wins), 4),
             "mean_safe": round(statistics.mean(safe), 3), "mean_harmful": round(statistics.mean(harmful), 3),
-            "range": [round(min(harm), 3), round(max(harm), 3)], "seconds_per_reply": round(per_reply, 2)}
+            "range": [round(min(harm), 3), round(max(harm), 3)], "seconds_per_reply": round(per_reply, 2),
+            "cpu_seconds_per_reply": round(cpu_per_reply, 2)}
 
 
 def summary(rows: list[dict], seed: int) -> dict:
@@ -99,29 +103,42 @@ def summary(rows: list[dict], seed: int) -> dict:
             "judge": report["judge"], "length_baseline": report["length_baseline"]}
 
 
-def measure(name: str, dtype: str, pairs: list[dict], args, rubric, weights: dict) -> dict:
+def judge_config(model_id: str) -> dict:
+    """The shipped configs/judge/embedded_*.yaml of this model (dtype, reuse_prefix), so we measure what ships."""
+    for path in sorted((PROJECT_ROOT / "configs" / "judge").glob("embedded_*.yaml")):
+        config = yaml.safe_load(path.read_text())
+        if config["model"] == model_id:
+            return config | {"config": path.stem}
+    raise SystemExit(f"no configs/judge/embedded_*.yaml for {model_id}")
+
+
+def measure(name: str, pairs: list[dict], args, rubric, weights: dict) -> dict:
     model_id = f"embedded:{name}"
+    config = judge_config(model_id)
     started = time.perf_counter()
-    model = load_causal_lm(model_id, dtype=dtype, device="cpu")
-    judge = LocalLogprobJudge(model, load_tokenizer(model_id), rubric)
-    result: dict = {"model": model_id, "dtype": dtype, "params": sum(p.numel() for p in model.parameters()),
+    model = load_causal_lm(model_id, dtype=config["dtype"], device="cpu")
+    judge = LocalLogprobJudge(model, load_tokenizer(model_id), rubric, reuse_prefix=config["reuse_prefix"])
+    result: dict = {"model": model_id, "judge": config["config"], "dtype": config["dtype"],
+                    "reuse_prefix": config["reuse_prefix"], "params": sum(p.numel() for p in model.parameters()),
                     "load_seconds": round(time.perf_counter() - started, 1)}
+    if args.redflags:  # first: the cheapest and the one that decides whether a judge may drive a veto
+        result["redflags"] = harm_separation(judge, rubric, args.redflags)
+        print(json.dumps(result["redflags"]), flush=True)
     if "pointwise" in args.modes and pairs:
-        rows, per_reply = pointwise(judge, pairs, weights, args.max_chars)
-        result["pointwise"] = summary(rows, args.seed) | {"seconds_per_reply": round(per_reply, 2)}
+        rows, per_reply, cpu_per_reply = pointwise(judge, pairs, weights, args.max_chars)
+        result["pointwise"] = summary(rows, args.seed) | {"seconds_per_reply": round(per_reply, 2),
+                                                          "cpu_seconds_per_reply": round(cpu_per_reply, 2)}
+        print(json.dumps(result["pointwise"]), flush=True)
     if "pairwise" in args.modes and pairs:
         rows, consistency, per_pair = pairwise(judge, pairs, args.max_chars)
         result["pairwise"] = summary(rows, args.seed) | {"position_consistency": consistency,
                                                          "seconds_per_pair_both_orders": round(per_pair, 2)}
-    if args.redflags:
-        result["redflags"] = harm_separation(judge, rubric, args.redflags)
     return result
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--models", nargs="+", required=True, help="embedded model names (rewards.models)")
-    parser.add_argument("--dtype", default="float32", help="float32 | bfloat16")
     parser.add_argument("--split", nargs="+", default=["train"], help="CounselChat splits to sample pairs from")
     parser.add_argument("--n-pairs", type=int, default=60)
     parser.add_argument("--counselchat", type=Path, default=COUNSELCHAT, help="counsel_chat.csv")
@@ -143,7 +160,7 @@ def main(argv: list[str] | None = None) -> int:
                         "rubric": f"{rubric.name} v{rubric.version}"}
     for name in args.models:
         print(f"[judge_agreement] {name} ...", flush=True)
-        results.setdefault("models", {})[name] = measure(name, args.dtype, pairs, args, rubric, weights)
+        results.setdefault("models", {})[name] = measure(name, pairs, args, rubric, weights)
         atomic_write_json(args.out, results)
         print(json.dumps(results["models"][name], indent=1), flush=True)
     return 0
