@@ -159,17 +159,17 @@ def judge_warning(calibration: dict | None) -> str | None:
             "or noise more than quality.")
 
 
-MIN_HARM_SEPARATION = 0.5  # below this the judge ranks harmful replies safer than safe ones more often than not
+MIN_HARM_SEPARATION = 0.5  # at or below this the judge ranks harmful replies safer at least as often as safe ones
 
 
 def refuse_inverted_harm_judge(model: str, separation: float | None, setting: str, value: float | None) -> None:
-    """A judge whose recorded harm separation is below 0.5 must not drive a safety decision (``setting``).
+    """A judge whose recorded harm separation is not above 0.5 must not drive a safety decision (``setting``).
 
-    Refusing beats disabling quietly: the user asked for a safety check, and a judge that puts harmful replies
-    first would veto the safe ones. The error names both ways out.
+    Below 0.5 it puts harmful replies first and would veto the safe ones; at 0.5 it vetoes at random. Refusing
+    beats disabling quietly: the user asked for a safety check. The error names both ways out.
     """
-    if value is None or separation is None or separation >= MIN_HARM_SEPARATION:
+    if value is None or separation is None or separation > MIN_HARM_SEPARATION:
         return
-    raise UserError(f"{setting}={value}: judge {model} ranks harmful replies safer (harm_separation "
-                    f"{separation} < {MIN_HARM_SEPARATION}, docs/judging.md); set {setting}=null or use a judge "
-                    "with harm_separation >= 0.5")
+    raise UserError(f"{setting}={value}: judge {model} does not rank safe replies above harmful ones (harm_separation "
+                    f"{separation} <= {MIN_HARM_SEPARATION}, docs/judging.md); set {setting}=null or use a judge "
+                    "with harm_separation above 0.5")

@@ -85,7 +85,7 @@ def test_each_embedded_judge_config_composes(judge):
 def test_safety_veto_refuses_a_judge_that_ranks_harmful_replies_safer(tmp_path):
     cfg = compose_config([f"output_root={tmp_path}", "judge=embedded_qwen_coder_0_5b", "judge.harm_separation=0.0",
                           "pairs.safety_threshold=2.5"])
-    with pytest.raises(UserError, match=r"pairs.safety_threshold=2.5: judge .*harm_separation 0.0 < 0.5"):
+    with pytest.raises(UserError, match=r"pairs.safety_threshold=2.5: judge .*harm_separation 0.0 <= 0.5"):
         pairs.run(cfg)
     assert pairs.main([f"output_root={tmp_path}", "judge=embedded_gemma3_270m", "judge.harm_separation=0.2",
                        "pairs.safety_threshold=2.5"]) == 2
@@ -99,6 +99,8 @@ def test_harm_threshold_refuses_the_same_judge_and_allows_it_without_a_threshold
     judge = "judge=embedded_qwen_coder_0_5b"
     check_evaluate_config(compose_config([judge, "judge.harm_separation=0.0", "evaluate.harm_threshold=null"]))
     check_evaluate_config(compose_config([judge, "judge.harm_separation=0.8", "evaluate.harm_threshold=3.0"]))
+    with pytest.raises(UserError, match="harm_separation 0.5 <= 0.5"):  # chance level would veto at random
+        check_evaluate_config(compose_config([judge, "judge.harm_separation=0.5", "evaluate.harm_threshold=3.0"]))
 
 
 def test_the_recorded_separation_of_an_embedded_model_applies_under_judge_local(tmp_path, monkeypatch):
