@@ -22,7 +22,7 @@ def calibrated(tiny_model_dir, tmp_path_factory):
     root = tmp_path_factory.mktemp("calibrate")
     source = write_tiny_counselchat(root / "cc.csv")
     cfg = compose_config([f"model.name_or_path={tiny_model_dir}", f"output_root={root}", "run=c", "device=cpu",
-                          f"calibration.source={source}", "calibration.split=val"])
+                          f"calibration.source={source}", "calibration.split=val", "calibration.max_pairs=null"])
     return calibrate.run(cfg), root / "c" / "calibrate", cfg
 
 
