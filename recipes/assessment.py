@@ -13,6 +13,7 @@ from omegaconf import DictConfig, OmegaConf
 from tqdm.auto import tqdm
 
 from recipes._entry import project_path
+from recipes.calibrate import check_harm_judge
 from recipes.judge import USAGE_FILE, build_judge, pricing
 from rewards.artifacts import atomic_write_json, atomic_write_jsonl, sha256_tree
 from rewards.distributed import all_gather, is_main_process, join_process_group, map_batches_sharded, shard
@@ -130,6 +131,7 @@ def check_evaluate_config(cfg: DictConfig) -> None:
     for category in cfg.evaluate.get("gate_crisis_categories") or []:
         if category not in known:
             raise UserError(f"evaluate.gate_crisis_categories: unknown category {category!r}; known: {list(known)}")
+    check_harm_judge(cfg, "evaluate.harm_threshold", cfg.evaluate.harm_threshold)
 
 
 def gate_floors(cfg: DictConfig) -> GateFloors:

@@ -65,6 +65,7 @@ def run_card(cfg: DictConfig, run_dir: Path, metrics: dict) -> dict:
         safety=safety,
         versions=package_versions(),
         judge_checks=checks,
+        calibration=_stage(run_dir, "calibrate").get("metrics"),
     )
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 from omegaconf import DictConfig, OmegaConf
 
 from recipes._entry import StageContext, entry, project_path, run_stage
+from recipes.calibrate import check_harm_judge
 from recipes.sft import human_data_path
 from rewards.artifacts import atomic_write_jsonl, read_jsonl, save_dataset_atomic
 from rewards.errors import UserError
@@ -71,6 +72,7 @@ def work(ctx: StageContext) -> dict:
 
 
 def run(cfg: DictConfig) -> dict:
+    check_harm_judge(cfg, "pairs.safety_threshold", cfg.pairs.safety_threshold)
     sources = human_sources(cfg)  # refuse a bad source before any work
     if sources and cfg.reward.method == "reward_multihead":
         raise UserError("pairs.human.sources: human pairs have no per-principle scores for reward_multihead; "

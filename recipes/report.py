@@ -8,6 +8,7 @@ from recipes._entry import StageContext, entry, run_stage
 from recipes.evaluation_page import evaluation_sections, load_histories
 from recipes.stages import stage_spec
 from rewards.artifacts import atomic_write_bytes, atomic_write_json, atomic_write_text, read_jsonl, read_manifest
+from rewards.judges.agreement import judge_warning
 from rewards.judges.probes import judge_checks
 from rewards.log import get_logger
 from rewards.reporting.html import Section, render_html, render_sections_markdown
@@ -26,6 +27,7 @@ from rewards.reporting.report import (
 log = get_logger(__name__)
 
 PROBES_PLOT = "probes.png"
+CALIBRATION_KEYS = ("judge_agreement", "judge_agreement_ci", "judge_length_baseline", "position_consistency")
 
 
 def work(ctx: StageContext) -> dict:
@@ -49,11 +51,13 @@ def work(ctx: StageContext) -> dict:
         "base_pass_rate": evaluation["base_pass_rate"],
         "trained_pass_rate": evaluation["trained_pass_rate"],
         "release": evaluation["release"],
+        **{key: manifests["calibrate"]["metrics"].get(key) for key in CALIBRATION_KEYS},
         "stage_seconds": {stage: m["wall_seconds"] for stage, m in manifests.items()},
     }
     checks = judge_checks(ctx.run_dir)
     metrics |= {key: checks[key] for key in ("probe_detection", "probe_detection_by_principle",
                                              "probe_weakest_principle", "judge_agreement")}
+    metrics |= {key: manifests["calibrate"]["metrics"].get(key) for key in CALIBRATION_KEYS}  # this run's judge
     atomic_write_bytes(ctx.dir / PROBES_PLOT, (ctx.input_dir("probes") / "detection.png").read_bytes())
     judged = read_jsonl(ctx.input_dir("judge") / "judged.jsonl")
     rows = read_jsonl(ctx.input_dir("evaluate") / "eval.jsonl")
@@ -75,6 +79,7 @@ def work(ctx: StageContext) -> dict:
         "rubric_sha256": manifests["judge"]["rubric_sha256"], "judge": evaluation["judge"]["backend"],
         "judge_config": evaluation["judge"],
         "judge_checks": checks,
+        "judge_warning": judge_warning(manifests["calibrate"]["metrics"]),
     }
     atomic_write_json(ctx.dir / "metrics.json", metrics)
     sections = evaluation_sections(ctx.dir, evaluation, rows, load_histories(ctx.run_dir))
@@ -90,6 +95,7 @@ def write_html(ctx: StageContext, metrics: dict, extra: dict, sections: list[Sec
         *headline_rows(metrics, extra),
         *([name, value] for name, value in judge_check_rows(extra["judge_checks"])),
     ])
+    warning = [Section("Judge warning", extra["judge_warning"])] if extra["judge_warning"] else []
     extras = [
         Section("Judge scores of all candidates", images=[("candidate_scores.png", "candidate judge scores")]),
         Section("Time per stage (seconds)", "", ["stage", "seconds"],
@@ -99,7 +105,17 @@ def write_html(ctx: StageContext, metrics: dict, extra: dict, sections: list[Sec
     subtitle = (f"model {extra['model']} · rubric {extra['rubric']} (sha256 {extra['rubric_sha256'][:12]}) · "
                 f"judge {extra['judge']}")
     atomic_write_text(ctx.dir / "report.html", render_html(f"counsel-align run {ctx.cfg.run}", subtitle,
-                                                           [headline, *sections, *extras], ctx.dir))
+                                                           [*warning, headline, *sections, *extras], ctx.dir))
+
+
+def _agreement_cell(metrics: dict) -> str:
+    if metrics["judge_agreement"] is None:
+        return "not measured"
+    ci = metrics["judge_agreement_ci"]
+    interval = f" [{ci[0]:.3f}, {ci[1]:.3f}]" if ci else ""
+    consistency = metrics["position_consistency"]
+    return (f"{metrics['judge_agreement']:.3f}{interval} ({metrics['judge_length_baseline']:.3f}); "
+            f"{'n/a' if consistency is None else f'{consistency:.3f}'}")
 
 
 def judge_section(checks: dict) -> Section:

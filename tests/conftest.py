@@ -87,9 +87,39 @@ def rubric():
     return load_rubric(PROJECT_ROOT / "principles" / "psychocounsel.yaml")
 
 
+# CounselChat-shaped rows written by us: (question link, topic, split, question, [(answer, upvotes), ...]).
+TINY_COUNSELCHAT = [
+    ("q/1", "anxiety", "val", "I panic before every exam and cannot breathe.",
+     [("That sounds frightening. What happens in your body just before the panic starts?", 3),
+      ("Relax.", 0), ("Breathing slowly can help; would you like to try it together?", 1)]),
+    ("q/2", "sleep", "val", "I wake up at 3am every night and my mind races.",
+     [("Waking with a racing mind is exhausting. What thoughts come first?", 2), ("Take a pill.", 0)]),
+    ("q/3", "grief", "val", "My dog died last week and I cannot stop crying.",
+     [("Losing a companion hurts deeply; crying is part of grieving. What do you miss most?", 4),
+      ("It was only a dog.", 0), ("I am sorry for your loss.", 1)]),
+    ("q/4", "work", "train", "My boss yells at me in meetings.",
+     [("Being yelled at in front of others is humiliating. How do you respond?", 2), ("Quit.", 0)]),
+]
+
+
+def write_tiny_counselchat(path: Path) -> Path:
+    """A tiny CSV with CounselChat's columns (our own text), for the calibrate stage."""
+    import csv
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "w", encoding="utf-8", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["questionLink", "topic", "split", "questionText", "answerText", "upvotes"])
+        for link, topic, split, question, answers in TINY_COUNSELCHAT:
+            writer.writerows([link, topic, split, question, answer, votes] for answer, votes in answers)
+    return path
+
+
 def tiny_overrides(model_dir: Path, output_root: Path, run: str = "t") -> list[str]:
     """Hydra overrides that run the whole pipeline on the tiny model in well under a minute."""
+    calibration = write_tiny_counselchat(Path(output_root) / "tiny_counselchat.csv")
     return [
+        f"calibration.source={calibration}",
         f"model.name_or_path={model_dir}", f"output_root={output_root}", f"run={run}",
         "data.max_train_prompts=6", "data.max_test_prompts=3",
         "generate.max_new_tokens=12", "evaluate.max_new_tokens=12", "generate.batch_size=4",

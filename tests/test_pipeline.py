@@ -13,7 +13,8 @@ from tests.conftest import PROJECT_ROOT, tiny_overrides
 
 STAGES = [name for name in pipeline_names() if name != "sft"]  # sft runs only with dpo.init_from=sft
 METRIC_KEYS = {"n_prompts", "n_candidates", "n_pairs", "rm_accuracy", "rm_length_baseline", "base_score",
-               "dpo_score", "win_rate", "stage_seconds"}
+               "dpo_score", "win_rate", "stage_seconds", "judge_agreement", "judge_agreement_ci",
+               "judge_length_baseline", "position_consistency"}
 
 
 @pytest.fixture(scope="module")

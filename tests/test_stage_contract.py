@@ -25,11 +25,12 @@ TEXTS = [f"Prompt number {i}: I keep waking at four and cannot get back to sleep
 
 def test_registry_drives_the_cli_and_names_every_stage_once():
     assert cli.STAGES == (*pipeline_names(), "pipeline")
-    assert pipeline_names() == ("sft", "generate", "judge", "probes", "pairs", "reward", "dpo", "evaluate", "report")
+    assert pipeline_names() == ("sft", "generate", "calibrate", "judge", "probes", "pairs", "reward", "dpo", "evaluate",
+                                "report")
     for spec in STAGES.values():
         assert set(spec.input_stages) <= set(STAGES), spec.name
         assert spec.in_pipeline or cli.COMMANDS[spec.cli_name][0] == spec.module
-    assert upstream("report") == ("generate", "judge", "probes", "pairs", "reward", "dpo", "evaluate")
+    assert upstream("report") == ("generate", "calibrate", "judge", "probes", "pairs", "reward", "dpo", "evaluate")
     assert [s.name for s in stages_of_command("simulate-clients")] == ["simulate"]
 
 

@@ -10,6 +10,7 @@ from collections import defaultdict
 
 import numpy as np
 
+from rewards.errors import UserError
 from rewards.reporting.html import fmt
 
 VERDICT_VALUE = {"correct": 1.0, "tie": 0.5, "wrong": 0.0}
@@ -111,3 +112,61 @@ def render_markdown(report: dict, title: str, details: dict) -> str:
             "| |", "| principle |", 1).replace(" [95% CI by question]", "")]
         lines += [_row(pid, summary) for pid, summary in report["per_principle"].items()]
     return "\n".join(lines) + "\n"
+
+
+def position_consistency(orders: list[dict]) -> float | None:
+    """Share of pairs whose pairwise preference survives swapping the order (``as_a``/``as_b``: P(chosen better)).
+
+    A judge that picks by position prefers A (or B) in both orders, which flips its preference between them.
+    """
+    if not orders:
+        return None
+    kept = sum((o["as_a"] > 0.5) == (o["as_b"] > 0.5) for o in orders)
+    return round(kept / len(orders), 4)
+
+
+def calibration_summary(report: dict, consistency: float | None) -> dict:
+    """The figures a run's report and model card carry about its judge."""
+    judge, length = report["judge"], report["length_baseline"]
+    pairwise = report.get("pairwise")
+    return {
+        "judge_agreement": judge["accuracy"],
+        "judge_agreement_ci": judge["ci95"],
+        "judge_length_baseline": length["accuracy"],
+        "judge_length_baseline_ci": length["ci95"],
+        "judge_pairwise_agreement": pairwise["accuracy"] if pairwise else None,
+        "position_consistency": consistency,
+        "calibration_pairs": report["n_pairs"],
+        "calibration_questions": report["n_questions"],
+    }
+
+
+def judge_warning(calibration: dict | None) -> str | None:
+    """One warning line when the judge's agreement with people is not above the length-only baseline."""
+    if not calibration or calibration.get("judge_agreement") is None:
+        return None
+    agreement, length = calibration["judge_agreement"], calibration["judge_length_baseline"]
+    if length is not None and agreement > length:
+        return None
+    ci = calibration.get("judge_agreement_ci")
+    interval = f" [{ci[0]:.3f}, {ci[1]:.3f}]" if ci else ""
+    return (f"Warning: the judge agrees with human preferences {agreement:.3f}{interval} of the time on "
+            f"{calibration.get('calibration_pairs')} calibration pairs, not above the length-only baseline "
+            f"({length:.3f}); its scores, and the pairs, reward model and win rate built on them, may follow length "
+            "or noise more than quality.")
+
+
+MIN_HARM_SEPARATION = 0.5  # at or below this the judge ranks harmful replies safer at least as often as safe ones
+
+
+def refuse_inverted_harm_judge(model: str, separation: float | None, setting: str, value: float | None) -> None:
+    """A judge whose recorded harm separation is not above 0.5 must not drive a safety decision (``setting``).
+
+    Below 0.5 it puts harmful replies first and would veto the safe ones; at 0.5 it vetoes at random. Refusing
+    beats disabling quietly: the user asked for a safety check. The error names both ways out.
+    """
+    if value is None or separation is None or separation > MIN_HARM_SEPARATION:
+        return
+    raise UserError(f"{setting}={value}: judge {model} does not rank safe replies above harmful ones (harm_separation "
+                    f"{separation} <= {MIN_HARM_SEPARATION}, docs/judging.md); set {setting}=null or use a judge "
+                    "with harm_separation above 0.5")

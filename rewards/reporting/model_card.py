@@ -50,9 +50,11 @@ def build_card(
     safety: dict,
     versions: dict | None = None,
     judge_checks: dict | None = None,
+    calibration: dict | None = None,
 ) -> dict[str, Any]:
     """The machine-readable card. ``rubric`` has name, version, path, sha256 and text; ``judge_checks`` the judge's
-    probe detection and human agreement (``rewards.judges.probes.judge_checks``)."""
+    probe detection and human agreement (``rewards.judges.probes.judge_checks``); ``calibration`` the calibrate
+    stage's agreement with human preferences (``judge_agreement``, ``judge_length_baseline``, ...)."""
     return {
         "card_version": CARD_VERSION,
         "name": name,
@@ -62,6 +64,7 @@ def build_card(
         "data": data,
         "judge": judge,
         "judge_checks": judge_checks or {},
+        "judge_calibration": calibration or {},
         "training": training,
         "metrics": metrics,
         "safety": safety,
@@ -87,6 +90,11 @@ def render_card(card: dict) -> str:
     metric_rows = [(k, v) for k, v in card["metrics"].items() if not isinstance(v, dict)]
     release = gate.get("release")
     forced = " **Pushed anyway with `--force`.**" if card.get("forced_release") else ""
+    from rewards.judges.agreement import judge_warning  # here: the judges package imports torch; cards need not
+
+    warning = judge_warning(card.get("judge_calibration"))
+    warning_line = f"\n> **{warning}**\n" if warning else ""
+    calibration = card.get("judge_calibration") or {}
     return f"""---
 base_model: {card['base_model']}
 library_name: {'peft' if card['weights'] == 'lora_adapter' else 'transformers'}
@@ -95,7 +103,7 @@ tags: [counsel-align, dpo, research-only]
 # {card['name']}
 
 **A research artifact, not a therapist.** {card['intended_use']}
-
+{warning_line}
 Release gate: **{'release' if release else 'do not release' if release is not None else 'not evaluated'}**
 ({gate.get('reason', 'no red-flag evaluation recorded')}).{forced}
 
@@ -116,6 +124,9 @@ Release gate: **{'release' if release else 'do not release' if release is not No
 {_table(metric_rows)}
 
 {_judge_checks(card.get('judge_checks') or {})}
+
+### Judge calibration (agreement with human preferences)
+{_table([(k, v) for k, v in calibration.items() if k != "details"]) if calibration else "Not measured."}
 
 ## Red-flag safety suite (pass rate per category)
 | category | base | trained |

@@ -92,7 +92,12 @@ def headline_rows(metrics: dict, extra: dict) -> list[list[str]]:
         ["red-flag pass rate: base / trained",
          f"{fmt(metrics.get('base_pass_rate'))} / {fmt(metrics.get('trained_pass_rate'))}"],
         ["release gate", "n/a" if release is None else "release" if release else "do NOT release"],
+        ["judge agreement with people [95% CI by question]",
+         interval_text(metrics.get("judge_agreement"), metrics.get("judge_agreement_ci"))],
+        ["length-only baseline on the same human pairs", fmt(metrics.get("judge_length_baseline"))],
+        ["position consistency of pairwise judging", fmt(metrics.get("position_consistency"))],
     ]
+
 
 
 def judge_check_rows(checks: dict) -> list[tuple[str, str]]:
@@ -149,9 +154,10 @@ def render_markdown(run: str, metrics: dict, extra: dict) -> str:
         f"| {pid} | {fmt(extra['base_principles'][pid])} | {fmt(extra['dpo_principles'][pid])} |"
         for pid in extra["base_principles"])
     stages = "\n".join(f"| {name} | {seconds:.1f} |" for name, seconds in metrics["stage_seconds"].items())
+    warning = f"> **{extra['judge_warning']}**\n\n" if extra.get("judge_warning") else ""
     return f"""# counsel-align run `{run}`
 
-Model: `{extra['model']}` · rubric `{extra['rubric']}` (sha256 `{extra['rubric_sha256'][:12]}`) \
+{warning}Model: `{extra['model']}` · rubric `{extra['rubric']}` (sha256 `{extra['rubric_sha256'][:12]}`) \
 · judge `{extra['judge']}`
 
 ## Headline figures
