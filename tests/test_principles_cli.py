@@ -9,7 +9,7 @@ import pytest
 import yaml
 
 from recipes import judge as judge_stage
-from recipes import principles_cli
+from recipes.commands import principles_cli
 from rewards.judges import JudgeItem, OpenAICompatibleJudge
 from rewards.judges.base import score_messages
 from tests.conftest import PROJECT_ROOT

@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from recipes import principles_cli
 from recipes import probes as probes_stage
+from recipes.commands import principles_cli
 from rewards.artifacts import Journal, atomic_write_json, atomic_write_jsonl
 from rewards.errors import UserError
 from rewards.judges.probes import (

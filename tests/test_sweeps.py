@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 import yaml
-from recipes.runs import collect_runs, format_sweep
 
+from recipes.commands.runs import collect_runs, format_sweep
 from recipes.reward import main as reward_main
 from tests.conftest import PROJECT_ROOT, tiny_overrides
 from tests.test_resume_guard import write_pairs
