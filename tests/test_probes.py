@@ -258,6 +258,8 @@ def fake_run(run_dir: Path) -> None:
                                                 "probe_weakest_principle": "clarity", "probe_length_baseline": 0.375})
     plot_principles({"a": 3.0}, {"a": 3.0}, run_dir / "probes" / "detection.png")  # any PNG stands in for the plot
     finish(run_dir / "agreement", {}, {"judge_accuracy": 0.61, "length_accuracy": 0.64})
+    finish(run_dir / "calibrate", {}, {"judge_agreement": 0.61, "judge_agreement_ci": [0.5, 0.7],
+                                       "judge_length_baseline": 0.64, "position_consistency": 0.4})
     finish(run_dir / "pairs", {"n_pairs": 4, "train_pairs": 3, "test_pairs": 1, "train_ties": 0, "test_ties": 0,
                                "train_vetoed": 0, "test_vetoed": 0})
     finish(run_dir / "reward", {}, {"rm_accuracy": 0.5, "rm_length_baseline": 0.5, "base_model": "tiny"})

@@ -330,16 +330,23 @@ def plot_detection(summaries: dict[str, dict], path: Path) -> None:
 
 # -- in reports and model cards ---------------------------------------------------------------------
 def judge_checks(run_dir: str | Path) -> dict:
-    """What a run knows about its judge: probe figures (probes stage) and human agreement (``agreement``), or None."""
+    """What a run knows about its judge: probe figures (probes stage) and human agreement (the calibrate stage, else
+    ``agreement``), or None."""
     from rewards.artifacts import read_manifest
 
     probes = (read_manifest(Path(run_dir) / "probes") or {}).get("metrics", {})
+    # the run's own calibrate stage first; else a separate `counsel-align agreement` run
+    calibration = (read_manifest(Path(run_dir) / "calibrate") or {}).get("metrics", {})
     agreement = (read_manifest(Path(run_dir) / "agreement") or {}).get("metrics", {})
+    if calibration.get("judge_agreement") is not None:
+        judge_agreement, length = calibration["judge_agreement"], calibration.get("judge_length_baseline")
+    else:
+        judge_agreement, length = agreement.get("judge_accuracy"), agreement.get("length_accuracy")
     return {
         "probe_detection": probes.get("probe_detection"),
         "probe_detection_by_principle": probes.get("probe_detection_by_principle") or {},
         "probe_weakest_principle": probes.get("probe_weakest_principle"),
         "probe_length_baseline": probes.get("probe_length_baseline"),
-        "judge_agreement": agreement.get("judge_accuracy"),
-        "judge_agreement_length_baseline": agreement.get("length_accuracy"),
+        "judge_agreement": judge_agreement,
+        "judge_agreement_length_baseline": length,
     }
