@@ -84,16 +84,17 @@ def test_only_safetensors_and_no_remote_code(exported, tmp_path):
         load_reward(remote, device="cpu")
 
 
-def test_qlora_on_cpu_is_a_one_line_error(monkeypatch):
-    from rewards.reward_models.training import quantization_config
+def test_qlora_on_cpu_is_a_one_line_error(monkeypatch, tiny_model_dir):
+    from rewards.reward_models.training import load_score_model
+    from rewards.training.arguments import qlora_quantization_config
 
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
-    with pytest.raises(UserError, match="QLoRA needs a CUDA GPU") as info:
-        quantization_config({"peft": "qlora"})
+    with pytest.raises(UserError, match="reward.peft=qlora: QLoRA needs a CUDA GPU") as info:
+        load_score_model(str(tiny_model_dir), {"peft": "qlora"}, pad_token_id=0)
     assert "\n" not in str(info.value)
-    assert quantization_config({"peft": "lora"}) is None
+    assert qlora_quantization_config({"peft": "lora"}, "reward") is None
     with pytest.raises(UserError, match="reward.peft"):
-        quantization_config({"peft": "qlroa"})
+        load_score_model(str(tiny_model_dir), {"peft": "qlroa"}, pad_token_id=0)
 
 
 def fake_finished_run(root, run: str) -> None:
