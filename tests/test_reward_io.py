@@ -8,6 +8,7 @@ import torch
 
 from rewards.artifacts import atomic_write_json, atomic_write_jsonl
 from rewards.errors import UserError
+from tests.conftest import count_reward_calls
 
 PROMPTS = [[{"role": "user", "content": "I feel anxious and I cannot sleep at night."}],
            [{"role": "user", "content": "My partner and I argue about money and I feel alone."}]]
@@ -110,17 +111,9 @@ def fake_finished_run(root, run: str) -> None:
 def test_online_rl_runs_two_steps_with_the_exported_reward(method, exported, tiny_model_dir, monkeypatch):
     from recipes.grpo import main as grpo_main
     from recipes.rloo import main as rloo_main
-    from rewards.reward_models.scorer import RewardScorer
 
     fake_finished_run(exported["root"], "run")
-    calls = []
-    original = RewardScorer.__call__
-
-    def counting(self, prompts, completions, **kwargs):
-        calls.append(len(completions))
-        return original(self, prompts, completions, **kwargs)
-
-    monkeypatch.setattr(RewardScorer, "__call__", counting)
+    calls = count_reward_calls(monkeypatch)
     main = grpo_main if method == "grpo" else rloo_main
     overrides = [f"model.name_or_path={tiny_model_dir}", f"output_root={exported['root']}", "run=run",
                  "device=cpu", "wandb.mode=disabled", f"{method}.max_steps=2", f"{method}.num_generations=2",
