@@ -34,7 +34,7 @@ def human_data_path(source: str) -> str:
     return str(project_path(source)) if project_path(source).exists() else source
 
 
-def data_source(cfg: DictConfig, stage: str = "sft") -> str:
+def data_source(cfg: DictConfig, stage: str) -> str:
     """The human data file (or hub id) of a stage that trains on human replies (``sft``, ``kto``)."""
     return human_data_path(str(cfg[stage].data.source))
 
