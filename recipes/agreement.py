@@ -2,20 +2,24 @@
 
 Writes outputs/<run>/agreement/: pairs.jsonl (the sampled human pairs), judgments.jsonl (one verdict per pair),
 agreement.json and report.md (judge accuracy beside the length-only baseline, per topic and per principle).
-Judged replies (or comparisons) are journaled, so an interrupted run resumes where it stopped.
+Judged replies (or comparisons) are journaled, so an interrupted run resumes where it stopped. The calibrate stage
+measures the judge the same way, with the pieces here.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from pathlib import Path
+
 from omegaconf import DictConfig, OmegaConf
 
 from recipes._entry import StageContext, entry, forget_failed_run, project_path, run_dir_of, run_stage
-from recipes.judge import build_judge, pricing
+from recipes.judge import build_judge, judge_label, pricing
 from rewards.artifacts import Journal, atomic_write_json, atomic_write_jsonl, atomic_write_text
 from rewards.errors import UserError
 from rewards.evaluation.compare import judged_comparisons
 from rewards.human_prefs import load_human_pairs, sample_pairs
-from rewards.judges import JudgeItem
+from rewards.judges import Judge, JudgeItem
 from rewards.judges.agreement import (
     agreement_report,
     length_verdict,
@@ -34,18 +38,49 @@ log = get_logger(__name__)
 COMPARE_BATCH = 32  # pairs judged (in both orders) per journaled batch; a remote judge asks them concurrently
 
 
+def sample_human_pairs(cfg: DictConfig, section: str, source: str | Path, n_pairs: int | None) -> list[dict]:
+    """``n_pairs`` seeded human pairs of ``<section>.split`` from ``source``, read per ``<section>``'s format,
+    columns, score gap and per-question cap (``agreement`` or ``calibration``)."""
+    settings = cfg[section]
+    pairs = load_human_pairs(source, settings.format, OmegaConf.to_container(settings.columns, resolve=True),
+                             settings.min_score_gap, config_key=f"{section}.columns")
+    chosen = sample_pairs(pairs, n_pairs, settings.split, settings.max_pairs_per_question, cfg.seed)
+    if not chosen:
+        raise UserError(f"{section}.split: no pairs in split {settings.split!r} of {settings.source}; "
+                        f"use {section}.split=all")
+    return chosen
+
+
 def human_pairs(cfg: DictConfig) -> list[dict]:
-    settings = cfg.agreement
-    source = settings.source
+    source = cfg.agreement.source
     if "/" in str(source) and project_path(source).exists():
         source = project_path(source)
-    pairs = load_human_pairs(source, settings.format, OmegaConf.to_container(settings.columns, resolve=True),
-                             settings.min_score_gap)
-    chosen = sample_pairs(pairs, settings.n_pairs, settings.split, settings.max_pairs_per_question, cfg.seed)
-    if not chosen:
-        raise UserError(f"agreement.split: no pairs in split {settings.split!r} of {settings.source}; "
-                        "use agreement.split=all")
-    return chosen
+    return sample_human_pairs(cfg, "agreement", source, cfg.agreement.n_pairs)
+
+
+def start_judging(ctx: StageContext,
+                  pairs_of: Callable[[DictConfig], list[dict]]) -> tuple[Rubric, dict[str, float], list[dict], Judge]:
+    """The run's rubric, its principle weights, the human pairs (written to pairs.jsonl) and the judge."""
+    cfg = ctx.cfg
+    rubric = load_rubric(project_path(cfg.principles.path))
+    weights = rubric.weights(OmegaConf.to_container(cfg.principles.weights))
+    pairs = pairs_of(cfg)
+    atomic_write_jsonl(ctx.dir / "pairs.jsonl", pairs)
+    return rubric, weights, pairs, build_judge(cfg, rubric)
+
+
+def judging_details(cfg: DictConfig, rubric: Rubric, settings: DictConfig, **extra) -> dict:
+    """Which judge judged which pairs with which rubric, for the summary file and report.md."""
+    return {"judge": judge_label(cfg), **extra, "source": settings.source, "split": settings.split,
+            "rubric": f"{rubric.name} v{rubric.version}"}
+
+
+def write_judgments(stage_dir: Path, rows: list[dict], summary_file: str, summary: dict, report: dict, title: str,
+                    details: dict) -> None:
+    """One verdict per pair (judgments.jsonl), the stage's summary file and report.md."""
+    atomic_write_jsonl(stage_dir / "judgments.jsonl", rows)
+    atomic_write_json(stage_dir / summary_file, summary)
+    atomic_write_text(stage_dir / "report.md", render_markdown(report, title, details))
 
 
 def _cut(text: str, max_chars: int | None) -> str:
@@ -132,11 +167,7 @@ def _row(pair: dict, judge_verdict: str, principles: dict | None) -> dict:
 
 def work(ctx: StageContext) -> dict:
     cfg, settings = ctx.cfg, ctx.cfg.agreement
-    rubric = load_rubric(project_path(cfg.principles.path))
-    weights = rubric.weights(OmegaConf.to_container(cfg.principles.weights))
-    pairs = human_pairs(cfg)
-    atomic_write_jsonl(ctx.dir / "pairs.jsonl", pairs)
-    judge = build_judge(cfg, rubric)
+    rubric, weights, pairs, judge = start_judging(ctx, human_pairs)
     journal = Journal(ctx.dir / "journal.jsonl")
     if settings.mode == "pointwise":
         failures = score_replies(judge, pairs, journal, settings.max_chars, settings.batch_size)
@@ -150,11 +181,9 @@ def work(ctx: StageContext) -> dict:
                    settings.get("max_failure_fraction", 0.05))
     report = agreement_report(rows, seed=cfg.seed)
     usage = judge_usage(judge)
-    details = {"judge": f"{cfg.judge.backend} ({cfg.judge.model})", "mode": settings.mode,
-               "source": settings.source, "split": settings.split, "rubric": f"{rubric.name} v{rubric.version}"}
-    atomic_write_jsonl(ctx.dir / "judgments.jsonl", rows)
-    atomic_write_json(ctx.dir / "agreement.json", report | {"details": details})
-    atomic_write_text(ctx.dir / "report.md", render_markdown(report, "Judge agreement with human preferences", details))
+    details = judging_details(cfg, rubric, settings, mode=settings.mode)
+    write_judgments(ctx.dir, rows, "agreement.json", report | {"details": details}, report,
+                    "Judge agreement with human preferences", details)
     log.info(f"agreement: judge accuracy {report['judge']['accuracy']} vs length baseline "
              f"{report['length_baseline']['accuracy']} on {len(rows)} pairs -> {ctx.dir / 'report.md'}")
     return {

@@ -12,20 +12,25 @@ from pathlib import Path
 from omegaconf import DictConfig, OmegaConf
 
 from recipes._entry import CONFIG_DIR, StageContext, entry, forget_failed_run, project_path, run_dir_of, run_stage
-from recipes.agreement import compare_pairs, pointwise_rows, score_replies
-from recipes.judge import build_judge
-from rewards.artifacts import Journal, atomic_write_json, atomic_write_jsonl, atomic_write_text, read_jsonl
+from recipes.agreement import (
+    compare_pairs,
+    judging_details,
+    pointwise_rows,
+    sample_human_pairs,
+    score_replies,
+    start_judging,
+    write_judgments,
+)
+from rewards.artifacts import Journal, read_jsonl
 from rewards.errors import UserError
-from rewards.human_prefs import COUNSELCHAT_HUB_ID, load_human_pairs, sample_pairs
+from rewards.human_prefs import COUNSELCHAT_HUB_ID
 from rewards.judges.agreement import (
     agreement_report,
     calibration_summary,
     position_consistency,
     refuse_inverted_harm_judge,
-    render_markdown,
 )
 from rewards.log import get_logger
-from rewards.rubric import load_rubric
 
 CALIBRATION_FILE = "calibration.json"
 
@@ -61,24 +66,12 @@ def check_harm_judge(cfg: DictConfig, setting: str, value: float | None) -> None
 
 
 def calibration_pairs(cfg: DictConfig) -> list[dict]:
-    settings = cfg.calibration
-    pairs = load_human_pairs(source_path(settings.source), settings.format,
-                             OmegaConf.to_container(settings.columns, resolve=True), settings.min_score_gap,
-                             config_key="calibration.columns")
-    chosen = sample_pairs(pairs, settings.max_pairs, settings.split, settings.max_pairs_per_question, cfg.seed)
-    if not chosen:
-        raise UserError(f"calibration.split: no pairs in split {settings.split!r} of {settings.source}; "
-                        "use calibration.split=all")
-    return chosen
+    return sample_human_pairs(cfg, "calibration", source_path(cfg.calibration.source), cfg.calibration.max_pairs)
 
 
 def work(ctx: StageContext) -> dict:
     cfg, settings = ctx.cfg, ctx.cfg.calibration
-    rubric = load_rubric(project_path(cfg.principles.path))
-    weights = rubric.weights(OmegaConf.to_container(cfg.principles.weights))
-    pairs = calibration_pairs(cfg)
-    atomic_write_jsonl(ctx.dir / "pairs.jsonl", pairs)
-    judge = build_judge(cfg, rubric)
+    rubric, weights, pairs, judge = start_judging(ctx, calibration_pairs)
     scores = Journal(ctx.dir / "journal.jsonl")
     failures = score_replies(judge, pairs, scores, settings.max_chars, settings.batch_size)
     if failures.items:
@@ -94,12 +87,9 @@ def work(ctx: StageContext) -> dict:
         orders = read_jsonl(ctx.dir / "pairwise.jsonl")
         report["pairwise"] = agreement_report(pairwise_rows, seed=cfg.seed)["judge"]
     summary = calibration_summary(report, position_consistency(orders) if orders else None)
-    details = {"judge": f"{cfg.judge.backend} ({cfg.judge.model})", "source": settings.source,
-               "split": settings.split, "rubric": f"{rubric.name} v{rubric.version}"}
-    atomic_write_jsonl(ctx.dir / "judgments.jsonl", rows)
-    atomic_write_json(ctx.dir / CALIBRATION_FILE, summary | {"details": details, "report": report})
-    atomic_write_text(ctx.dir / "report.md", render_markdown(report, "Judge calibration on human preferences",
-                                                             details))
+    details = judging_details(cfg, rubric, settings)
+    write_judgments(ctx.dir, rows, CALIBRATION_FILE, summary | {"details": details, "report": report}, report,
+                    "Judge calibration on human preferences", details)
     log.info(f"calibrate: judge agreement {summary['judge_agreement']} {summary['judge_agreement_ci']} "
              f"vs length-only {summary['judge_length_baseline']} on {len(rows)} pairs; position consistency "
              f"{summary['position_consistency']}")

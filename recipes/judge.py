@@ -56,6 +56,11 @@ def build_judge(cfg: DictConfig, rubric: Rubric):
     raise UserError(f"judge.backend: unknown backend {cfg.judge.backend!r}; use judge=local or judge=openai_compatible")
 
 
+def judge_label(cfg: DictConfig) -> str:
+    """The configured judge as reports and summaries name it: ``backend (model)``."""
+    return f"{cfg.judge.backend} ({cfg.judge.model})"
+
+
 def build_remote_judge(judge_cfg: DictConfig, rubric: Rubric):
     from rewards.judges import JudgmentCache, OpenAICompatibleJudge
 

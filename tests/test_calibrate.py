@@ -100,3 +100,14 @@ def test_model_card_carries_the_calibration_and_the_warning():
     assert page.index("not above the length-only baseline") < page.index("## How it was made")
     good = render_card(build_card(**kwargs, calibration=calibration(0.7, 0.55)))
     assert "not above the length-only" not in good and "| judge_agreement | 0.700 |" in good
+
+
+@pytest.mark.parametrize(("section", "sample"), [("calibration", "calibration_pairs"), ("agreement", "human_pairs")])
+def test_an_empty_split_names_the_key_of_its_own_section(tmp_path, section, sample):
+    from recipes import agreement
+
+    source = write_tiny_counselchat(tmp_path / "cc.csv")  # train and val questions only
+    cfg = compose_config([f"output_root={tmp_path}", f"{section}.source={source}", f"{section}.split=test"])
+    pairs_of = getattr(calibrate if section == "calibration" else agreement, sample)
+    with pytest.raises(UserError, match=rf"^{section}\.split: no pairs in split 'test' .*; use {section}\.split=all$"):
+        pairs_of(cfg)

@@ -17,7 +17,6 @@ from tests.conftest import PROJECT_ROOT
 from tests.fake_openai_server import FakeOpenAIServer
 
 COUNSELCHAT = PROJECT_ROOT.parent / "shared" / "datasets" / "counselchat" / "counsel_chat.csv"
-needs_counselchat = pytest.mark.skipif(not COUNSELCHAT.exists(), reason="shared CounselChat copy not present")
 
 
 @pytest.fixture(scope="module")

@@ -3,6 +3,8 @@
 import subprocess
 import sys
 
+import pytest
+
 import rewards
 from tests.conftest import PROJECT_ROOT
 
@@ -14,6 +16,15 @@ def test_every_public_name_resolves():
     from rewards.reward_models.io import load_reward as defined
 
     assert load_reward is defined
+
+
+def test_both_lazy_packages_resolve_their_names_and_refuse_others():
+    import rewards.judges
+
+    for package in (rewards, rewards.judges):
+        assert all(getattr(package, name) is not None for name in package.__all__)
+        with pytest.raises(AttributeError, match=f"module '{package.__name__}' has no attribute 'nope'"):
+            package.nope  # noqa: B018
 
 
 def test_import_rewards_does_not_pull_in_torch():

@@ -11,7 +11,7 @@ from transformers import TrainerCallback
 
 import recipes.dpo as dpo_recipe
 from recipes._entry import compose_config, run_stage
-from tests.conftest import tiny_overrides
+from tests.conftest import tiny_overrides, with_trainer_callback
 
 STEPS = 4
 
@@ -63,17 +63,6 @@ def dpo_overrides(model_dir: Path, root: Path, run: str) -> list[str]:
             "dpo.per_device_train_batch_size=2"]
 
 
-def with_callback(monkeypatch, callback: TrainerCallback) -> None:
-    original = dpo_recipe.build_dpo_trainer
-
-    def build(*args, **kwargs):
-        trainer = original(*args, **kwargs)
-        trainer.add_callback(callback)
-        return trainer
-
-    monkeypatch.setattr(dpo_recipe, "build_dpo_trainer", build)
-
-
 def load_weights(model_dir: Path) -> dict[str, torch.Tensor]:
     from safetensors.torch import load_file
 
@@ -92,7 +81,7 @@ def test_resume_after_kill_matches_uninterrupted_run(tiny_model_dir, tmp_path, m
     killed = dpo_overrides(tiny_model_dir, tmp_path, "killed")
     write_pairs(killed)
     with monkeypatch.context() as patch:
-        with_callback(patch, KillAtStep(3))
+        with_trainer_callback(patch, dpo_recipe, "build_dpo_trainer", KillAtStep(3))
         with pytest.raises(Killed):
             dpo_recipe.main(killed)
     stage = tmp_path / "killed" / "dpo"
@@ -143,7 +132,7 @@ def test_resume_true_without_checkpoint_is_a_user_error(tiny_model_dir, tmp_path
 def test_nan_loss_stops_and_keeps_last_good_checkpoint(tiny_model_dir, tmp_path, monkeypatch, capsys):
     overrides = dpo_overrides(tiny_model_dir, tmp_path, "diverge")
     write_pairs(overrides)
-    with_callback(monkeypatch, PoisonAtStep(3))
+    with_trainer_callback(monkeypatch, dpo_recipe, "build_dpo_trainer", PoisonAtStep(3))
     assert dpo_recipe.main(overrides) == 2
     err = error_lines(capsys)
     stage = tmp_path / "diverge" / "dpo"

@@ -8,6 +8,7 @@ import torch
 
 from rewards.artifacts import atomic_write_json, atomic_write_jsonl
 from rewards.errors import UserError
+from tests.conftest import count_reward_calls
 
 PROMPTS = [[{"role": "user", "content": "I feel anxious and I cannot sleep at night."}],
            [{"role": "user", "content": "My partner and I argue about money and I feel alone."}]]
@@ -84,16 +85,17 @@ def test_only_safetensors_and_no_remote_code(exported, tmp_path):
         load_reward(remote, device="cpu")
 
 
-def test_qlora_on_cpu_is_a_one_line_error(monkeypatch):
-    from rewards.reward_models.training import quantization_config
+def test_qlora_on_cpu_is_a_one_line_error(monkeypatch, tiny_model_dir):
+    from rewards.reward_models.training import load_score_model
+    from rewards.training.arguments import qlora_quantization_config
 
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
-    with pytest.raises(UserError, match="QLoRA needs a CUDA GPU") as info:
-        quantization_config({"peft": "qlora"})
+    with pytest.raises(UserError, match="reward.peft=qlora: QLoRA needs a CUDA GPU") as info:
+        load_score_model(str(tiny_model_dir), {"peft": "qlora"}, pad_token_id=0)
     assert "\n" not in str(info.value)
-    assert quantization_config({"peft": "lora"}) is None
+    assert qlora_quantization_config({"peft": "lora"}, "reward") is None
     with pytest.raises(UserError, match="reward.peft"):
-        quantization_config({"peft": "qlroa"})
+        load_score_model(str(tiny_model_dir), {"peft": "qlroa"}, pad_token_id=0)
 
 
 def fake_finished_run(root, run: str) -> None:
@@ -109,17 +111,9 @@ def fake_finished_run(root, run: str) -> None:
 def test_online_rl_runs_two_steps_with_the_exported_reward(method, exported, tiny_model_dir, monkeypatch):
     from recipes.grpo import main as grpo_main
     from recipes.rloo import main as rloo_main
-    from rewards.reward_models.scorer import RewardScorer
 
     fake_finished_run(exported["root"], "run")
-    calls = []
-    original = RewardScorer.__call__
-
-    def counting(self, prompts, completions, **kwargs):
-        calls.append(len(completions))
-        return original(self, prompts, completions, **kwargs)
-
-    monkeypatch.setattr(RewardScorer, "__call__", counting)
+    calls = count_reward_calls(monkeypatch)
     main = grpo_main if method == "grpo" else rloo_main
     overrides = [f"model.name_or_path={tiny_model_dir}", f"output_root={exported['root']}", "run=run",
                  "device=cpu", "wandb.mode=disabled", f"{method}.max_steps=2", f"{method}.num_generations=2",

@@ -14,7 +14,7 @@ from transformers import TrainerCallback
 import recipes.online as online_recipe
 import recipes.reward as reward_recipe
 from recipes._entry import compose_config, run_stage
-from tests.conftest import PROJECT_ROOT, tiny_overrides
+from tests.conftest import PROJECT_ROOT, count_reward_calls, tiny_overrides, with_trainer_callback
 from tests.test_resume_guard import KillAtStep, Killed, PoisonAtStep
 
 STEPS = 4
@@ -46,26 +46,17 @@ def reward_overrides(model_dir: Path, root: Path, run: str, *extra: str) -> list
             "reward.per_device_train_batch_size=2", *extra]
 
 
-def with_reward_callback(monkeypatch, callback: TrainerCallback) -> None:
-    original = reward_recipe.build_trainer
+def online_run(model_dir: Path, tokenizer, root: Path, method: str, **provenance: str) -> list[str]:
+    """A finished run "rl" with an exported LoRA reward model; the overrides of a 4-step ``method`` stage on it."""
+    from rewards.reward_models.io import export_reward_model
+    from tests.test_reward_io import fake_finished_run, lora_reward_model
 
-    def build(*args, **kwargs):
-        trainer, report = original(*args, **kwargs)
-        trainer.add_callback(callback)
-        return trainer, report
-
-    monkeypatch.setattr(reward_recipe, "build_trainer", build)
-
-
-def with_online_callback(monkeypatch, callback: TrainerCallback) -> None:
-    original = online_recipe.build_online_trainer
-
-    def build(*args, **kwargs):
-        trainer = original(*args, **kwargs)
-        trainer.add_callback(callback)
-        return trainer
-
-    monkeypatch.setattr(online_recipe, "build_online_trainer", build)
+    export_reward_model(lora_reward_model(model_dir, tokenizer), tokenizer, root / "rl" / "reward" / "model",
+                        base_model=str(model_dir), weights={}, max_length=256, provenance=provenance or None)
+    fake_finished_run(root, "rl")
+    return [f"model.name_or_path={model_dir}", f"output_root={root}", "run=rl", "device=cpu", "wandb.mode=disabled",
+            f"{method}.max_steps={STEPS}", f"{method}.num_generations=2", f"{method}.per_device_train_batch_size=2",
+            f"{method}.max_completion_length=8", f"{method}.save_steps=1", f"{method}.save_total_limit=null"]
 
 
 def checkpoints(stage: Path) -> list[str]:
@@ -106,12 +97,12 @@ def test_reward_stage_honours_resume_true_false_and_auto(tiny_model_dir, tmp_pat
     assert "resume=true: no checkpoint under" in error_lines(capsys, "reward")[0]
 
     with monkeypatch.context() as patch:
-        with_reward_callback(patch, KillAtStep(3))
+        with_trainer_callback(patch, reward_recipe, "build_trainer", KillAtStep(3))
         with pytest.raises(Killed):
             reward_recipe.main(overrides)
     assert checkpoints(stage) == ["checkpoint-1", "checkpoint-2"]
     with monkeypatch.context() as patch:  # resume=false starts over: checkpoint-2 of the old run must not survive
-        with_reward_callback(patch, KillAtStep(2))
+        with_trainer_callback(patch, reward_recipe, "build_trainer", KillAtStep(2))
         with pytest.raises(Killed):
             reward_recipe.main([*overrides, "resume=false"])
     assert checkpoints(stage) == ["checkpoint-1"]
@@ -134,7 +125,7 @@ def test_multihead_reward_nan_loss_stops_and_keeps_last_good_checkpoint(tiny_mod
                                                                         capsys):
     overrides = reward_overrides(tiny_model_dir, tmp_path, "diverge", "reward=multihead")
     write_scored_pairs(overrides)
-    with_reward_callback(monkeypatch, PoisonAtStep(3))
+    with_trainer_callback(monkeypatch, reward_recipe, "build_trainer", PoisonAtStep(3))
     assert reward_recipe.main(overrides) == 2
     err = error_lines(capsys, "reward")
     stage = tmp_path / "diverge" / "reward"
@@ -153,34 +144,18 @@ def test_online_resume_continues_at_step_3_and_keeps_checkpoint_1(method, tiny_m
                                                                    monkeypatch):
     from recipes.grpo import main as grpo_main
     from recipes.rloo import main as rloo_main
-    from rewards.reward_models.io import export_reward_model
-    from rewards.reward_models.scorer import RewardScorer
-    from tests.test_reward_io import fake_finished_run, lora_reward_model
 
-    export_reward_model(lora_reward_model(tiny_model_dir, tiny_tokenizer), tiny_tokenizer,
-                        tmp_path / "rl" / "reward" / "model", base_model=str(tiny_model_dir), weights={},
-                        max_length=256, provenance={"rubric_sha256": "a" * 64, "pairs_sha256": "b" * 64})
-    fake_finished_run(tmp_path, "rl")
-    overrides = [f"model.name_or_path={tiny_model_dir}", f"output_root={tmp_path}", "run=rl", "device=cpu",
-                 "wandb.mode=disabled", f"{method}.max_steps={STEPS}", f"{method}.num_generations=2",
-                 f"{method}.per_device_train_batch_size=2", f"{method}.max_completion_length=8",
-                 f"{method}.save_steps=1", f"{method}.save_total_limit=null"]
+    overrides = online_run(tiny_model_dir, tiny_tokenizer, tmp_path, method, rubric_sha256="a" * 64,
+                           pairs_sha256="b" * 64)
     stage, main = tmp_path / "rl" / method, grpo_main if method == "grpo" else rloo_main
     with monkeypatch.context() as patch:
-        with_online_callback(patch, KillAtStep(3))
+        with_trainer_callback(patch, online_recipe, "build_online_trainer", KillAtStep(3))
         with pytest.raises(Killed):
             main(overrides)
     assert checkpoints(stage) == ["checkpoint-1", "checkpoint-2"]
     first = snapshot(stage / "checkpoints" / "checkpoint-1")
 
-    scored = []
-    original = RewardScorer.__call__
-
-    def counting(self, prompts, completions, **kwargs):
-        scored.append(len(completions))
-        return original(self, prompts, completions, **kwargs)
-
-    monkeypatch.setattr(RewardScorer, "__call__", counting)
+    scored = count_reward_calls(monkeypatch)
     assert main([*overrides, "resume=true"]) == 0
     assert sum(scored) == 2 * 2  # steps 3 and 4 only, two completions each: steps 1-2 were not retrained
     assert snapshot(stage / "checkpoints" / "checkpoint-1") == first
@@ -208,18 +183,10 @@ class PoisonAfterStep(TrainerCallback):
 def test_grpo_stops_before_saving_or_sampling_from_non_finite_weights(tiny_model_dir, tiny_tokenizer, tmp_path,
                                                                       monkeypatch, capsys):
     from recipes.grpo import main as grpo_main
-    from rewards.reward_models.io import export_reward_model
-    from tests.test_reward_io import fake_finished_run, lora_reward_model
 
-    export_reward_model(lora_reward_model(tiny_model_dir, tiny_tokenizer), tiny_tokenizer,
-                        tmp_path / "rl" / "reward" / "model", base_model=str(tiny_model_dir), weights={},
-                        max_length=256)
-    fake_finished_run(tmp_path, "rl")
-    with_online_callback(monkeypatch, PoisonAfterStep(2))
-    assert grpo_main([f"model.name_or_path={tiny_model_dir}", f"output_root={tmp_path}", "run=rl", "device=cpu",
-                      "wandb.mode=disabled", f"grpo.max_steps={STEPS}", "grpo.num_generations=2",
-                      "grpo.per_device_train_batch_size=2", "grpo.max_completion_length=8", "grpo.save_steps=1",
-                      "grpo.save_total_limit=null"]) == 2
+    overrides = online_run(tiny_model_dir, tiny_tokenizer, tmp_path, "grpo")
+    with_trainer_callback(monkeypatch, online_recipe, "build_online_trainer", PoisonAfterStep(2))
+    assert grpo_main(overrides) == 2
     err = error_lines(capsys, "grpo")
     assert len(err) == 1, err
     assert "the trained weights became non-finite at step 2" in err[0] and "checkpoint-1" in err[0]

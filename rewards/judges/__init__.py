@@ -4,7 +4,7 @@ Backends are imported on first use (``rewards.judges.LocalLogprobJudge`` pulls i
 types from ``rewards.judges.base`` stays cheap.
 """
 
-from importlib import import_module
+from rewards._lazy import lazy_getattr
 
 _EXPORTS = {
     "Judge": "rewards.judges.base",
@@ -17,8 +17,4 @@ _EXPORTS = {
 }
 __all__ = sorted(_EXPORTS)
 
-
-def __getattr__(name: str):
-    if name in _EXPORTS:
-        return getattr(import_module(_EXPORTS[name]), name)
-    raise AttributeError(f"module 'rewards.judges' has no attribute {name!r}")
+__getattr__ = lazy_getattr(__name__, _EXPORTS)

@@ -203,10 +203,6 @@ class LocalLogprobJudge:
         return {p.id: round(float(v), 4) for p, v in zip(self.rubric.principles, expected, strict=True)}
 
     @torch.inference_mode()
-    def score_one(self, item: JudgeItem) -> PrincipleScores:
-        return self._expected_scores(self._logits([self._score_sequences(item)])[0])
-
-    @torch.inference_mode()
     def score(self, items: list[JudgeItem]) -> list[PrincipleScores]:
         return [self._expected_scores(logits) for logits in self._logits([self._score_sequences(i) for i in items])]
 

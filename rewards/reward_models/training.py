@@ -5,15 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
-import torch
-
-from rewards.models import resolve_model_path, torch_dtype
-from rewards.training.arguments import build_lora_config, qlora_quantization_config, training_arguments
-
-
-def quantization_config(train_cfg: Mapping, section: str = "reward"):
-    """A 4-bit nf4 ``BitsAndBytesConfig`` for ``peft: qlora`` (CUDA only), else None."""
-    return qlora_quantization_config(train_cfg, section)
+from rewards.training.arguments import load_model_for_training, training_arguments, trl_trainer
 
 
 def load_score_model(model_path: str, train_cfg: Mapping, pad_token_id: int, labels: Sequence[str] = ("reward",),
@@ -21,20 +13,11 @@ def load_score_model(model_path: str, train_cfg: Mapping, pad_token_id: int, lab
     """A sequence-classification model with one output per label (4-bit quantized for QLoRA), from safetensors."""
     from transformers import AutoModelForSequenceClassification
 
-    quant = quantization_config(train_cfg)
-    kwargs = {"num_labels": len(labels), "dtype": torch_dtype(train_cfg.get("dtype")), "use_safetensors": True,
-              "trust_remote_code": trust_remote_code}
+    kwargs = {"num_labels": len(labels), "trust_remote_code": trust_remote_code}
     if len(labels) > 1:
         kwargs.update(id2label=dict(enumerate(labels)), label2id={label: i for i, label in enumerate(labels)})
-    if quant is not None:
-        kwargs.update(quantization_config=quant, device_map={"": torch.cuda.current_device()})
-    model = AutoModelForSequenceClassification.from_pretrained(resolve_model_path(model_path), **kwargs)
+    model = load_model_for_training(AutoModelForSequenceClassification, model_path, train_cfg, "reward", **kwargs)
     model.config.pad_token_id = pad_token_id
-    if quant is not None:
-        from peft import prepare_model_for_kbit_training
-
-        model = prepare_model_for_kbit_training(
-            model, use_gradient_checkpointing=bool(train_cfg.get("gradient_checkpointing")))
     return model
 
 
@@ -52,11 +35,5 @@ def train_reward_model(model_path: str, tokenizer, train_dataset, eval_dataset, 
     args = training_arguments(RewardConfig, train_cfg, output_dir, report_to, seed,
                               extra={"max_length": train_cfg.get("max_length", 512),
                                      "center_rewards_coefficient": train_cfg.get("center_rewards_coefficient")})
-    return RewardTrainer(
-        model=model,
-        args=args,
-        train_dataset=train_dataset,
-        eval_dataset=eval_dataset,
-        processing_class=tokenizer,
-        peft_config=build_lora_config(train_cfg, task_type="SEQ_CLS"),
-    )
+    return trl_trainer(RewardTrainer, model, args, tokenizer, train_dataset, train_cfg, task_type="SEQ_CLS",
+                       eval_dataset=eval_dataset)

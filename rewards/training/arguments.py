@@ -1,4 +1,5 @@
-"""Shared pieces of training configuration: LoRA configs and TRL/transformers arguments."""
+"""Shared pieces of every training stage: LoRA configs, TRL/transformers arguments, the model to train (QLoRA
+aware) and the TRL trainer around it."""
 
 from __future__ import annotations
 
@@ -78,3 +79,31 @@ def training_arguments(config_cls, train_cfg: dict, output_dir: str | Path, repo
         disable_tqdm=False,
         **kwargs,
     )
+
+
+def load_model_for_training(auto_class, model_path: str, train_cfg, section: str, **kwargs):
+    """``auto_class`` from safetensors; in 4-bit nf4 on this process's GPU for ``<section>.peft: qlora`` (prepared for
+    k-bit training). ``kwargs`` go to ``from_pretrained`` (e.g. the number of labels of a score model)."""
+    import torch
+
+    from rewards.models import resolve_model_path, torch_dtype  # torch: imported when a model is loaded
+
+    quant = qlora_quantization_config(train_cfg, section)
+    kwargs = {"dtype": torch_dtype(train_cfg.get("dtype")), "use_safetensors": True, **kwargs}
+    if quant is not None:
+        kwargs.update(quantization_config=quant, device_map={"": torch.cuda.current_device()})
+    model = auto_class.from_pretrained(resolve_model_path(model_path), **kwargs)
+    if quant is not None:
+        from peft import prepare_model_for_kbit_training
+
+        model = prepare_model_for_kbit_training(
+            model, use_gradient_checkpointing=bool(train_cfg.get("gradient_checkpointing")))
+    return model
+
+
+def trl_trainer(trainer_cls, model, args, tokenizer, train_dataset, train_cfg: dict, task_type: str = "CAUSAL_LM",
+                **trainer_kwargs):
+    """A TRL trainer the way every stage builds one: the tokenizer as processing class, LoRA per ``train_cfg``'s
+    ``peft``; ``trainer_kwargs`` are the trainer's own (``ref_model``, ``reward_funcs``, ``callbacks``...)."""
+    return trainer_cls(model=model, args=args, train_dataset=train_dataset, processing_class=tokenizer,
+                       peft_config=build_lora_config(train_cfg, task_type=task_type), **trainer_kwargs)

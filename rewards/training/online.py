@@ -9,7 +9,7 @@ from pathlib import Path
 import torch
 
 from rewards.errors import UserError
-from rewards.training.arguments import build_lora_config, training_arguments
+from rewards.training.arguments import training_arguments, trl_trainer
 from rewards.training.policy import load_policy_model
 
 # Options of ours passed to GRPOConfig / RLOOConfig when set (each YAML sets only what its trainer supports).
@@ -61,15 +61,8 @@ def build_online_trainer(method: str, model_path: str, tokenizer, train_dataset,
     model = load_policy_model(model_path, train_cfg)
     if model.generation_config.pad_token_id is None:
         model.generation_config.pad_token_id = tokenizer.pad_token_id
-    return Trainer(
-        model=model,
-        reward_funcs=reward_fn,
-        args=args,
-        train_dataset=train_dataset,
-        processing_class=tokenizer,
-        peft_config=build_lora_config(train_cfg, task_type="CAUSAL_LM"),
-        callbacks=callbacks,
-    )
+    return trl_trainer(Trainer, model, args, tokenizer, train_dataset, train_cfg, reward_funcs=reward_fn,
+                       callbacks=callbacks)
 
 
 def reward_trajectory(log_history: list[dict]) -> dict:

@@ -5,8 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from rewards.errors import UserError
-from rewards.models import resolve_model_path, torch_dtype
-from rewards.training.arguments import build_lora_config, qlora_quantization_config, training_arguments
+from rewards.training.arguments import load_model_for_training, training_arguments, trl_trainer
 from rewards.training.trl_compat import score_labelled_positions_only_on_eager_devices
 
 DPO_KEYS = ("beta", "loss_type", "loss_weights", "max_length", "precompute_ref_log_probs", "label_smoothing",
@@ -35,16 +34,8 @@ def build_dpo_trainer(model_path: str, tokenizer, train_dataset, train_cfg: dict
         if isinstance(extra.get(key), list | tuple):
             extra[key] = list(extra[key])
     args = training_arguments(DPOConfig, train_cfg, output_dir, report_to, seed, extra=extra)
-    trainer = DPOTrainer(
-        model=model,
-        ref_model=None,
-        args=args,
-        train_dataset=train_dataset,
-        eval_dataset=eval_dataset,
-        processing_class=tokenizer,
-        peft_config=build_lora_config(train_cfg, task_type="CAUSAL_LM"),
-        callbacks=callbacks,
-    )
+    trainer = trl_trainer(DPOTrainer, model, args, tokenizer, train_dataset, train_cfg, ref_model=None,
+                          eval_dataset=eval_dataset, callbacks=callbacks)
     if tune:
         tune_for_device(trainer)
     return trainer
@@ -52,20 +43,9 @@ def build_dpo_trainer(model_path: str, tokenizer, train_dataset, train_cfg: dict
 
 def load_policy_model(model_path: str, train_cfg: dict):
     """The policy from safetensors; in 4-bit nf4 on the GPU for ``peft: qlora`` (prepared for k-bit training)."""
-    import torch
     from transformers import AutoModelForCausalLM
 
-    quant = qlora_quantization_config(train_cfg, train_cfg.get("method", "dpo"))
-    kwargs = {"dtype": torch_dtype(train_cfg.get("dtype")), "use_safetensors": True}
-    if quant is not None:
-        kwargs.update(quantization_config=quant, device_map={"": torch.cuda.current_device()})
-    model = AutoModelForCausalLM.from_pretrained(resolve_model_path(model_path), **kwargs)
-    if quant is not None:
-        from peft import prepare_model_for_kbit_training
-
-        model = prepare_model_for_kbit_training(
-            model, use_gradient_checkpointing=bool(train_cfg.get("gradient_checkpointing")))
-    return model
+    return load_model_for_training(AutoModelForCausalLM, model_path, train_cfg, train_cfg.get("method", "dpo"))
 
 
 def tune_for_device(trainer) -> list[str]:

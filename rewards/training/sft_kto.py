@@ -15,7 +15,7 @@ from pathlib import Path
 from rewards.artifacts import atomic_replace_dir, sha256_file
 from rewards.errors import UserError
 from rewards.human_prefs import HELD_OUT_SPLITS, RankedColumns, _check_keys, _digest, group_answers, read_table
-from rewards.training.arguments import build_lora_config, training_arguments
+from rewards.training.arguments import training_arguments, trl_trainer
 
 COUNSELCHAT_FILE = "counsel_chat.csv"
 SFT_KEYS = ("max_length", "completion_only_loss", "packing", "assistant_only_loss", "pad_to_multiple_of")
@@ -125,9 +125,8 @@ def build_sft_trainer(model_path: str, tokenizer, train_dataset, train_cfg: dict
 
     args = training_arguments(SFTConfig, train_cfg, output_dir, report_to, seed,
                               extra={key: train_cfg.get(key) for key in SFT_KEYS})
-    return SFTTrainer(model=load_policy_model(model_path, train_cfg), args=args, train_dataset=train_dataset,
-                      processing_class=tokenizer, peft_config=build_lora_config(train_cfg, task_type="CAUSAL_LM"),
-                      callbacks=callbacks)
+    return trl_trainer(SFTTrainer, load_policy_model(model_path, train_cfg), args, tokenizer, train_dataset, train_cfg,
+                       callbacks=callbacks)
 
 
 def build_kto_trainer(model_path: str, tokenizer, train_dataset, train_cfg: dict, output_dir: str | Path,
@@ -139,9 +138,8 @@ def build_kto_trainer(model_path: str, tokenizer, train_dataset, train_cfg: dict
 
     args = training_arguments(KTOConfig, train_cfg, output_dir, report_to, seed,
                               extra={key: train_cfg.get(key) for key in KTO_KEYS})
-    return KTOTrainer(model=load_policy_model(model_path, train_cfg), ref_model=None, args=args,
-                      train_dataset=train_dataset, processing_class=tokenizer,
-                      peft_config=build_lora_config(train_cfg, task_type="CAUSAL_LM"), callbacks=callbacks)
+    return trl_trainer(KTOTrainer, load_policy_model(model_path, train_cfg), args, tokenizer, train_dataset, train_cfg,
+                       ref_model=None, callbacks=callbacks)
 
 
 def merge_adapter(adapter_dir: str | Path, base_path: str, out_dir: str | Path, dtype: str | None = None) -> Path:
