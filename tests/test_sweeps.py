@@ -17,6 +17,7 @@ from recipes._entry import _objective, compose_config, run_stage
 from recipes.commands.runs import collect_runs, format_sweep
 from recipes.dpo import main as dpo_main
 from recipes.pipeline import main as pipeline_main
+from recipes.pipeline import run as pipeline_run
 from recipes.report import main as report_main
 from recipes.reward import main as reward_main
 from recipes.stages import STAGES, sweep_objectives
@@ -127,6 +128,9 @@ def test_a_run_s_report_after_a_2_point_sweep_has_a_sweep_section_with_one_plot_
                                                                                                 tmp_path):
     base = tiny_overrides(tiny_model_dir, tmp_path, "p")
     assert pipeline_main(base) == 0
+    evaluated = pipeline_run(compose_config(base))  # every stage up to date: what a pipeline sweep point returns
+    assert isinstance(_objective("pipeline", evaluated), float)
+    assert _objective("pipeline", evaluated) == evaluated["metrics"]["win_rate"]
     report = tmp_path / "p" / "report"
     assert "## Sweep" not in (report / "report.md").read_text()  # not swept yet
     sweep = [*base, "reward.max_steps=1"]
