@@ -151,7 +151,7 @@ def sweep_sections(ctx: StageContext, metrics: dict) -> list[Section]:
     best_value = next((p["value"] for p in points if p["point"] == best), None)
     metrics["sweep"] = {"n_points": len(points), "objective": objectives[0] if len(objectives) == 1 else objectives,
                         "best_point": best, "best_value": best_value, "points_sha256": sweep_digest(points)}
-    text = (f"{len(points)} point(s) below outputs/{ctx.cfg.run}/, one folder each; objective: "
+    text = (f"{len(points)} point(s), one folder each below this run's folder; objective: "
             f"{', '.join(objectives) or 'none yet'} (the last stage each point finished; * = best). "
             "`counsel-align runs` prints the same table.")
     return [Section("Sweep", text, list(SWEEP_COLUMNS), sweep_rows(points),

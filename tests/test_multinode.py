@@ -18,7 +18,12 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import PROJECT_ROOT
-from tests.test_distributed import free_port, train_overrides
+from tests.test_distributed import (
+    assert_deepspeed_checkpoint,
+    deepspeed_env,  # noqa: F401  (the fixture: DeepSpeed's CPU op built once)
+    free_port,
+    train_overrides,
+)
 from tests.test_resume_guard import write_pairs
 
 SCRIPT = PROJECT_ROOT / "configs" / "accelerate" / "slurm_launch.sh"
@@ -135,11 +140,11 @@ def test_several_processes_without_cuda_ask_for_gloo_so_the_trainer_sees_one_job
     assert default_ddp_backend() is None  # GPUs: accelerate chooses (NCCL)
 
 
-@pytest.mark.multiprocess
-def test_one_reward_training_job_over_two_machines_meets_at_the_rendezvous(tiny_model_dir, tmp_path):
-    """slurm_launch.sh with a stand-in srun that starts both "nodes" at once on this host, real `accelerate launch`
-    (plain DDP on CPU, gloo): machine ranks 0 and 1, one process each, rendezvous on 127.0.0.1."""
-    overrides = train_overrides(tiny_model_dir, tmp_path, "mn", "reward")
+def train_on_two_machines(accelerate_config: str, model_dir: Path, tmp_path: Path, **env: str) -> Path:
+    """slurm_launch.sh with a stand-in srun that starts both "nodes" at once on this host and real `accelerate
+    launch`: machine ranks 0 and 1, one process each, rendezvous on 127.0.0.1; the reward stage on 8 tiny pairs.
+    Returns the stage folder."""
+    overrides = train_overrides(model_dir, tmp_path, "mn", "reward")
     write_pairs(overrides)
     bin_dir, log = tmp_path / "bin", tmp_path / "calls.tsv"
     fake_scontrol(bin_dir, log, ["127.0.0.1", "127.0.0.1"])
@@ -147,18 +152,37 @@ def test_one_reward_training_job_over_two_machines_meets_at_the_rendezvous(tiny_
     stub(bin_dir, "srun", record_calls("srun", log)
          + f'for id in 0 1; do SLURM_NODEID=$id "${{@: -3}}" > {tmp_path}/node$id.log 2>&1 & pids+=($!); done\n'
          + 'for pid in "${pids[@]}"; do wait "$pid" || exit 1; done\n')
-    env = slurm_env(bin_dir, GPUS_PER_NODE="1", MASTER_PORT=str(free_port()))
+    launch_env = slurm_env(bin_dir, GPUS_PER_NODE="1", MASTER_PORT=str(free_port()), **env)
     try:
-        done = subprocess.run(["bash", str(SCRIPT), "configs/accelerate/ddp.yaml", "recipes.reward", *overrides],
-                              env=env, cwd=PROJECT_ROOT, capture_output=True, text=True, timeout=600)
+        done = subprocess.run(["bash", str(SCRIPT), accelerate_config, "recipes.reward", *overrides],
+                              env=launch_env, cwd=PROJECT_ROOT, capture_output=True, text=True, timeout=600)
     except subprocess.TimeoutExpired:
         pytest.fail("two-machine launch ran over 600 s: " + "\n".join(
             (tmp_path / f"node{n}.log").read_text()[-2000:] for n in (0, 1) if (tmp_path / f"node{n}.log").exists()))
     nodes = [(tmp_path / f"node{n}.log").read_text() for n in (0, 1)]
     assert done.returncode == 0, done.stderr + "\n".join(node[-3000:] for node in nodes)
-    stage = tmp_path / "mn" / "reward"
-    assert (stage / "manifest.json").is_file() and (stage / "model").is_dir()
+    return tmp_path / "mn" / "reward"
+
+
+def assert_one_job_of_two_processes(stage: Path) -> None:
+    assert (stage / "manifest.json").is_file() and (stage / "model").is_dir()  # rank 0 wrote the manifest last
     # The Trainer saves one RNG state per process of the job: both machines' processes trained in one world of 2.
     checkpoints = sorted((stage / "checkpoints").glob("checkpoint-*"))
     assert checkpoints and {p.name for p in checkpoints[-1].glob("rng_state*.pth")} == {"rng_state_0.pth",
                                                                                            "rng_state_1.pth"}
+
+
+@pytest.mark.multiprocess
+def test_one_ddp_reward_job_over_two_machines_meets_at_the_rendezvous(tiny_model_dir, tmp_path):
+    """Plain DDP on CPU (gloo)."""
+    assert_one_job_of_two_processes(train_on_two_machines("configs/accelerate/ddp.yaml", tiny_model_dir, tmp_path))
+
+
+@pytest.mark.multiprocess
+def test_one_deepspeed_zero2_reward_job_over_two_machines_meets_at_the_rendezvous(deepspeed_env,  # noqa: F811
+                                                                                 tiny_model_dir, tmp_path):
+    """DeepSpeed ZeRO-2 on CPU, each node starting its own process (`--deepspeed_multinode_launcher standard`)."""
+    extra = {key: deepspeed_env[key] for key in ("DS_ACCELERATOR", "TORCH_EXTENSIONS_DIR")}
+    stage = train_on_two_machines("configs/accelerate/zero2.yaml", tiny_model_dir, tmp_path, **extra)
+    assert_one_job_of_two_processes(stage)
+    assert_deepspeed_checkpoint(stage)
