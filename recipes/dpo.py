@@ -16,7 +16,7 @@ from rewards.reporting.model_card import weights_kind
 from rewards.training.arguments import qlora_quantization_config
 from rewards.training.checkpointing import save_final_model
 from rewards.training.loop import stage_provenance, train_and_save
-from rewards.training.policy import build_dpo_trainer
+from rewards.training.policy import build_dpo_trainer, held_out_metrics
 from rewards.training.sft_kto import merge_adapter, sft_policy_path
 from rewards.training.tracking import configure_wandb
 
@@ -58,8 +58,9 @@ def work(ctx: StageContext) -> dict:
     report_to = configure_wandb(cfg.wandb.mode, cfg.wandb.project, ctx.run_dir / "wandb", f"{cfg.run}-dpo")
     columns = ["prompt", "chosen", "rejected"]
     train = pairs["train"].select_columns(columns)
+    held_out = pairs["test"].select_columns(columns) if "test" in pairs and len(pairs["test"]) else None
     trainer = build_dpo_trainer(model_path, tokenizer, train, train_cfg, ctx.dir / "checkpoints",
-                                report_to, cfg.seed)
+                                report_to, cfg.seed, eval_dataset=held_out)
     provenance = stage_provenance(stage="dpo", run=cfg.run, base_model=cfg.model.name_or_path,
                                   config={**train_cfg, "seed": cfg.seed},
                                   inputs={stage: read_manifest(ctx.input_dir(stage)) or {} for stage in inputs(cfg)},
@@ -71,12 +72,15 @@ def work(ctx: StageContext) -> dict:
             merge_into_start_model(ctx, model_path, train_cfg)
         return model_dir
 
-    outcome = train_and_save(trainer, tokenizer, ctx.dir, cfg.resume, provenance, save_model=export)
+    # held_out_metrics: TRL's evaluate() on the test pairs after training; eval_reward_margin is the sweep objective.
+    outcome = train_and_save(trainer, tokenizer, ctx.dir, cfg.resume, provenance, save_model=export,
+                             metrics=held_out_metrics)
     margins = [row["rewards/margins"] for row in outcome.log_history if "rewards/margins" in row]
-    metrics = {**outcome.metrics, "reward_margin": margins[-1] if margins else None,  # the sweep objective (train)
+    metrics = {**outcome.metrics, "reward_margin": margins[-1] if margins else None,  # train, at the last logged step
                "peft": cfg.dpo.peft, "base_model": cfg.model.name_or_path,
                "init_from": init_from(cfg), "loss_type": train_cfg["loss_type"]}
-    return {"counts": {"n_train_pairs": len(train)}, "metrics": metrics}
+    return {"counts": {"n_train_pairs": len(train), "n_eval_pairs": len(held_out) if held_out else 0},
+            "metrics": metrics}
 
 
 def run(cfg: DictConfig) -> dict:

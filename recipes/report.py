@@ -2,12 +2,21 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from omegaconf import DictConfig
 
-from recipes._entry import StageContext, entry, run_stage
+from recipes._entry import StageContext, entry, input_stage_dir, run_dir_of, run_stage
 from recipes.evaluation_page import evaluation_sections, load_histories
-from recipes.stages import stage_spec
-from rewards.artifacts import atomic_write_bytes, atomic_write_json, atomic_write_text, read_jsonl, read_manifest
+from recipes.stages import stage_spec, sweep_objectives
+from rewards.artifacts import (
+    atomic_write_bytes,
+    atomic_write_json,
+    atomic_write_text,
+    read_jsonl,
+    read_manifest,
+    sha256_json,
+)
 from rewards.judges.agreement import judge_warning
 from rewards.judges.probes import judge_checks
 from rewards.log import get_logger
@@ -23,6 +32,7 @@ from rewards.reporting.report import (
     render_judge_checks,
     render_markdown,
 )
+from rewards.reporting.sweep import SWEEP_COLUMNS, best_point, plot_sweep, sweep_points, sweep_rows, swept_keys
 
 log = get_logger(__name__)
 
@@ -81,11 +91,12 @@ def work(ctx: StageContext) -> dict:
         "judge_checks": checks,
         "judge_warning": judge_warning(manifests["calibrate"]["metrics"]),
     }
+    sweep = sweep_sections(ctx, metrics)
     atomic_write_json(ctx.dir / "metrics.json", metrics)
     sections = evaluation_sections(ctx.dir, evaluation, rows, load_histories(ctx.run_dir))
-    atomic_write_text(ctx.dir / "report.md", render_markdown(ctx.cfg.run, metrics, extra)
-                      + "\n" + render_judge_checks(checks, PROBES_PLOT) + "\n" + render_sections_markdown(sections))
-    write_html(ctx, metrics, extra, [judge_section(checks), *sections])
+    atomic_write_text(ctx.dir / "report.md", render_markdown(ctx.cfg.run, metrics, extra) + "\n"
+                      + render_judge_checks(checks, PROBES_PLOT) + "\n" + render_sections_markdown([*sections, *sweep]))
+    write_html(ctx, metrics, extra, [judge_section(checks), *sections, *sweep])
     log.info(f"report: {ctx.dir / 'report.html'} and report.md")
     return {"counts": {"n_plots": len(list(ctx.dir.glob("*.png")))}, "metrics": metrics}
 
@@ -125,7 +136,73 @@ def judge_section(checks: dict) -> Section:
                    rows, [(PROBES_PLOT, "probe detection per principle")])
 
 
+def sweep_sections(ctx: StageContext, metrics: dict) -> list[Section]:
+    """The run's sweep (`counsel-align <stage> -m ... run=<this run>`): one table of its points and the objective
+    against each swept parameter (``sweep_<key>.png``); adds ``metrics["sweep"]``. No section when it was not swept."""
+    points = sweep_points(ctx.run_dir, sweep_objectives())
+    if not points:
+        return []
+    for point in points:  # paths relative to the run folder: the report reads the same wherever outputs/ lives
+        if point["checkpoint"]:
+            point["checkpoint"] = str(Path(point["checkpoint"]).relative_to(ctx.run_dir))
+    plots = plot_sweep(ctx.cfg.run, points, ctx.dir)
+    objectives = sorted({p["objective"] for p in points if p["objective"]})
+    best = best_point(points)
+    best_value = next((p["value"] for p in points if p["point"] == best), None)
+    metrics["sweep"] = {"n_points": len(points), "objective": objectives[0] if len(objectives) == 1 else objectives,
+                        "best_point": best, "best_value": best_value, "points_sha256": sweep_digest(points)}
+    text = (f"{len(points)} point(s), one folder each below this run's folder; objective: "
+            f"{', '.join(objectives) or 'none yet'} (the last stage each point finished; * = best). "
+            "`counsel-align runs` prints the same table.")
+    return [Section("Sweep", text, list(SWEEP_COLUMNS), sweep_rows(points),
+                    [(path.name, f"objective by {key}") for path, key in zip(plots, swept_keys(points), strict=True)])]
+
+
+def sweep_digest(points: list[dict]) -> str:
+    """What the sweep section shows: when it changes (a point finished or was added), the report is remade."""
+    return sha256_json([{k: p[k] for k in ("point", "objective", "value", "status")} for p in points])
+
+
+def forget_stale_sweep(cfg: DictConfig) -> None:
+    """A finished report whose sweep section no longer matches the run's sweep points is remade: the sweep points
+    are not inputs of the report's fingerprint (they are folders, not stages), so drop its manifest."""
+    run_dir = run_dir_of(cfg)
+    manifest = read_manifest(run_dir / "report")
+    if manifest is None:
+        return
+    recorded = (manifest.get("metrics", {}).get("sweep") or {}).get("points_sha256")
+    points = sweep_points(run_dir, sweep_objectives())
+    if recorded != (sweep_digest(points) if points else None):
+        (run_dir / "report" / "manifest.json").unlink()
+
+
+def sweep_only(cfg: DictConfig) -> bool:
+    """A run folder holding sweep points but no finished evaluate of its own (a swept `pipeline -m`): its report is
+    the sweep section alone."""
+    run_dir = run_dir_of(cfg)
+    return (read_manifest(input_stage_dir(cfg, run_dir, "evaluate")) is None
+            and bool(sweep_points(run_dir, sweep_objectives())))
+
+
+def sweep_work(ctx: StageContext) -> dict:
+    """The report of a run that is only a sweep: report.md, report.html and metrics.json with the sweep section."""
+    metrics: dict = {}
+    sections = sweep_sections(ctx, metrics)
+    atomic_write_json(ctx.dir / "metrics.json", metrics)
+    note = (f"Run `{ctx.cfg.run}` has no finished evaluate stage of its own; each sweep point's folder has its own "
+            "stages (and its own report when the point ran the pipeline).")
+    atomic_write_text(ctx.dir / "report.md", f"# counsel-align run `{ctx.cfg.run}`\n\n{note}\n\n"
+                      + render_sections_markdown(sections))
+    atomic_write_text(ctx.dir / "report.html", render_html(f"counsel-align run {ctx.cfg.run}", note, sections,
+                                                           ctx.dir))
+    log.info(f"report: {ctx.dir / 'report.html'} and report.md (sweep only)")
+    return {"counts": {"n_plots": len(list(ctx.dir.glob("*.png")))}, "metrics": metrics}
+
+
 def run(cfg: DictConfig) -> dict:
+    forget_stale_sweep(cfg)
+    if sweep_only(cfg):
+        return run_stage(cfg, "report", sweep_work, inputs=[])
     return run_stage(cfg, "report", work)
 
 

@@ -67,7 +67,7 @@ _SPECS = (
               objective="rm_accuracy"),
     StageSpec("dpo", "recipes.dpo", "align the policy with DPO on the train pairs",
               input_stages=("pairs",), config_keys=("model", "dpo", "seed"), in_pipeline=True,
-              objective="reward_margin"),
+              objective="eval_reward_margin"),
     StageSpec("evaluate", "recipes.evaluate", "win rate, red-flag suite and release gate; export the checkpoint",
               # calibrate and probes: the card carries the judge's figures
               input_stages=("generate", "calibrate", "probes", "reward", "dpo"),
@@ -139,3 +139,9 @@ def stages_of_command(command: str) -> list[StageSpec]:
     if command == "pipeline":
         return pipeline_stages()
     return [spec for spec in _SPECS if command in (spec.name, spec.cli_name)]
+
+
+def sweep_objectives() -> list[tuple[str, str]]:
+    """(stage, objective metric) of every stage that has one, latest first: a sweep point is scored by the objective
+    of the last such stage it finished (`counsel-align runs` and the report's sweep section)."""
+    return [(name, STAGES[name].objective) for name in reversed(stage_order()) if STAGES[name].objective]

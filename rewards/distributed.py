@@ -28,11 +28,14 @@ def default_ddp_backend() -> str | None:
     """The process-group backend to request, or None to let accelerate choose.
 
     Without CUDA, accelerate leaves the backend unset under DeepSpeed and then counts one process per launch
-    (DeepSpeed still sees the whole world, so its batch-size check fails). gloo makes both agree on CPU.
+    (DeepSpeed still sees the whole world, so its batch-size check fails). gloo makes both agree on CPU. Plain DDP
+    without CUDA is worse off: each launched process trains as a world of one (the Trainer's parallel mode is not
+    distributed), so N processes train N copies on all the data, into the same folder; gloo makes them one job.
     """
     import torch
 
-    if deepspeed_requested() and not torch.cuda.is_available():
+    several = int(os.environ.get("WORLD_SIZE", "1")) > 1  # set by `accelerate launch` (torchrun) for every process
+    if (deepspeed_requested() or several) and not torch.cuda.is_available():
         return "gloo"
     return None
 

@@ -14,7 +14,7 @@ import pytest
 
 from rewards.artifacts import atomic_write_text, sha256_tree
 from rewards.training.checkpointing import resume_checkpoint
-from tests.conftest import tiny_overrides
+from tests.conftest import tiny_overrides, write_tiny_counselchat
 from tests.kill_resume import KILL_ENV, PROJECT_ROOT, compare_stage_dirs, copy_upstream, kill_then_rerun, run_ok
 
 RUN = "t"
@@ -31,6 +31,8 @@ QUICK = [("generate", "journal.append:1"), ("pairs", "atomic.swap:1"), ("dpo", "
 FULL = [
     ("generate", "atomic.write:1"), ("generate", "journal.append:2"), ("generate", "atomic.dir:1"),
     ("generate", "manifest.write:1"),
+    ("calibrate", "atomic.write:1"), ("calibrate", "journal.append:1"), ("calibrate", "journal.append:2"),
+    ("calibrate", "atomic.write:4"), ("calibrate", "manifest.write:1"),
     ("judge", "journal.append:2"), ("judge", "atomic.write:2"), ("judge", "atomic.swap:1"),
     ("judge", "manifest.write:1"),
     ("probes", "journal.append:1"), ("probes", "manifest.write:1"),
@@ -48,23 +50,28 @@ EXTRA = [
     ("sft", "train.step:1"), ("sft", "checkpoint.saved:1"), ("sft", "manifest.write:1"),
     ("kto", "train.step:1"), ("kto", "checkpoint.saved:1"), ("kto", "manifest.write:1"),
     ("grpo", "train.step:1"), ("grpo", "checkpoint.saved:1"), ("grpo", "manifest.write:1"),
+    ("rloo", "train.step:1"), ("rloo", "checkpoint.saved:1"), ("rloo", "manifest.write:1"),
 ]
+ONLINE = ("grpo", "rloo")
 
 
 def extra_overrides(stage: str, human_csv: Path, args: list[str]) -> list[str]:
-    """The pipeline's overrides made to fit a stage outside it: 4 steps, a checkpoint every 2."""
+    """The pipeline's overrides made to fit a stage outside it (sft, kto, grpo, rloo): 4 steps, a checkpoint every 2."""
     if stage in ("sft", "kto"):
         small = ["max_steps=4", "per_device_train_batch_size=2", "max_length=128", "save_steps=2", "logging_steps=1"]
         return [*args, f"{stage}.data.source={human_csv}", *[f"{stage}.{o}" for o in small]]
-    return [*[o for o in args if not o.startswith("train.")], "train=grpo", "train.max_steps=4",
-            "train.num_generations=2", "train.per_device_train_batch_size=2", "train.max_completion_length=8",
-            "train.save_steps=2"]
+    small = ["max_steps=4", "num_generations=2", "per_device_train_batch_size=2", "max_completion_length=8",
+             "save_steps=2"]
+    return [*[o for o in args if not o.startswith("train.")], f"{stage}=lora", *[f"{stage}.{o}" for o in small]]
 
 
 def overrides(model_dir: Path, output_root: Path) -> list[str]:
     # Checkpoints every 2 steps, so that training stages are killed between checkpoints and resume from one.
-    base = [o for o in tiny_overrides(model_dir, output_root, RUN) if ".save_steps=" not in o]
-    return [*base, "train.save_steps=2", "reward_train.save_steps=2"]
+    base = [o for o in tiny_overrides(model_dir, output_root, RUN)
+            if ".save_steps=" not in o and not o.startswith("calibration.source=")]
+    # calibrate's human pairs beside the output root, not in it: each trial replaces the output root's contents.
+    calibration = write_tiny_counselchat(output_root.parent / "counselchat_val.csv")
+    return [*base, f"calibration.source={calibration}", "train.save_steps=2", "reward_train.save_steps=2"]
 
 
 @pytest.fixture(scope="module")
@@ -79,12 +86,12 @@ def reference(tmp_path_factory, tiny_model_dir) -> tuple[Path, list[str]]:
 
 @pytest.fixture(scope="module")
 def extra_reference(reference) -> tuple[Path, dict[str, list[str]]]:
-    """The reference run with sft, kto and grpo added, each with its own overrides."""
+    """The reference run with sft, kto, grpo and rloo added, each with its own overrides."""
     from tests.human_data import write_counselchat_like
 
     base, args = reference
     human_csv = write_counselchat_like(base / "counselchat.csv")
-    stage_args = {stage: extra_overrides(stage, human_csv, args) for stage in ("sft", "kto", "grpo")}
+    stage_args = {stage: extra_overrides(stage, human_csv, args) for stage in ("sft", "kto", *ONLINE)}
     (base / "ref").rename(base / "out")
     try:
         for stage, command in stage_args.items():

@@ -1,4 +1,5 @@
-"""Hydra's command line: multirun sweeps of the reward stage (submitit_local), their rerun, Optuna, sweep errors.
+"""Hydra's command line: multirun sweeps of the reward stage (submitit_local), their rerun, Optuna, sweep errors;
+the report's sweep section; DPO's held-out objective.
 
 These launch real (tiny) training: four reward-model points of one step each on the tiny model and 8 pairs.
 """
@@ -12,8 +13,15 @@ from pathlib import Path
 import pytest
 import yaml
 
+from recipes._entry import _objective, compose_config, run_stage
 from recipes.commands.runs import collect_runs, format_sweep
+from recipes.dpo import main as dpo_main
+from recipes.pipeline import main as pipeline_main
+from recipes.pipeline import run as pipeline_run
+from recipes.report import main as report_main
 from recipes.reward import main as reward_main
+from recipes.stages import STAGES, sweep_objectives
+from rewards.reporting.sweep import plot_sweep, sweep_points
 from tests.conftest import PROJECT_ROOT, tiny_overrides
 from tests.test_resume_guard import write_pairs
 
@@ -114,3 +122,74 @@ def test_hydra_job_chdir_runs_the_stage_in_its_run_folder(tiny_model_dir, tmp_pa
     assert reward_main([*base, "hydra.job.chdir=true"]) == 0
     assert Path.cwd() == cwd  # Hydra changes back after the job
     assert (tmp_path / "c" / "reward" / "manifest.json").is_file() and (tmp_path / "c" / ".hydra").is_dir()
+
+
+def test_a_run_s_report_after_a_2_point_sweep_has_a_sweep_section_with_one_plot_per_parameter(tiny_model_dir,
+                                                                                                tmp_path):
+    base = tiny_overrides(tiny_model_dir, tmp_path, "p")
+    assert pipeline_main(base) == 0
+    evaluated = pipeline_run(compose_config(base))  # every stage up to date: what a pipeline sweep point returns
+    assert isinstance(_objective("pipeline", evaluated), float)
+    assert _objective("pipeline", evaluated) == evaluated["metrics"]["win_rate"]
+    report = tmp_path / "p" / "report"
+    assert "## Sweep" not in (report / "report.md").read_text()  # not swept yet
+    sweep = [*base, "reward.max_steps=1"]
+    assert reward_main([*sweep, "-m", "reward.learning_rate=1e-4,1e-3"]) == 0
+    assert report_main(base) == 0  # `counsel-align report run=p` after the sweep: the report is remade
+    markdown = (report / "report.md").read_text()
+    assert "## Sweep" in markdown and "![objective by reward.learning_rate](sweep_reward.learning_rate.png)" in markdown
+    assert "reward.learning_rate=0.0001" in markdown and "reward.learning_rate=0.001" in markdown
+    assert markdown.count("rm_accuracy=") == 2
+    assert (report / "sweep_reward.learning_rate.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert "<h2>Sweep</h2>" in (report / "report.html").read_text()
+    metrics = json.loads((report / "metrics.json").read_text())
+    assert metrics["sweep"]["n_points"] == 2 and metrics["sweep"]["objective"] == "rm_accuracy"
+    before = (report / "manifest.json").stat().st_mtime_ns
+    assert report_main(base) == 0  # the same sweep: up to date
+    assert (report / "manifest.json").stat().st_mtime_ns == before
+
+
+def test_the_report_of_a_run_that_is_only_a_sweep_is_its_sweep_section(tiny_model_dir, tmp_path):
+    base = reward_run(tiny_model_dir, tmp_path, "w")
+    assert reward_main([*base, "-m", "reward.learning_rate=1e-4,1e-3"]) == 0
+    assert report_main(base) == 0
+    report = tmp_path / "w" / "report"
+    assert "## Sweep" in (report / "report.md").read_text() and "no finished evaluate" in (
+        report / "report.md").read_text()
+    assert (report / "sweep_reward.learning_rate.png").is_file()
+    plot = (report / "sweep_reward.learning_rate.png").read_bytes()
+    points = sweep_points(tmp_path / "w", sweep_objectives())
+    again = plot_sweep("w", points, tmp_path)  # the same points draw the same bytes (the kill harness compares them)
+    assert [p.read_bytes() for p in again] == [plot]
+
+
+def write_swapped_test_pairs(overrides: list[str]) -> None:
+    """A finished `pairs` stage whose test pairs are its train pairs with chosen and rejected swapped."""
+    from datasets import Dataset, DatasetDict
+
+    def work(ctx):
+        rows = [{"prompt": [{"role": "user", "content": f"I feel anxious ({i}) and I cannot sleep at night."}],
+                 "chosen": [{"role": "assistant", "content": "That sounds really hard. What goes through your mind?"}],
+                 "rejected": [{"role": "assistant", "content": "Score: 1 Just sleep."}]} for i in range(8)]
+        swapped = [{**row, "chosen": row["rejected"], "rejected": row["chosen"]} for row in rows[:4]]
+        DatasetDict({"train": Dataset.from_list(rows), "test": Dataset.from_list(swapped)}).save_to_disk(
+            str(ctx.dir / "dataset"))
+        return {"counts": {"train_pairs": len(rows)}}
+
+    run_stage(compose_config(overrides), "pairs", work, ["seed"], inputs=[])
+
+
+def test_dpo_s_sweep_objective_is_the_reward_margin_on_the_held_out_test_pairs(tiny_model_dir, tmp_path):
+    overrides = [*tiny_overrides(tiny_model_dir, tmp_path, "d"), "dpo=full", "dpo.max_steps=4",
+                 "dpo.learning_rate=1e-3", "dpo.max_length=64", "dpo.logging_steps=1"]
+    write_swapped_test_pairs(overrides)
+    assert dpo_main(overrides) == 0
+    manifest = json.loads((tmp_path / "d" / "dpo" / "manifest.json").read_text())
+    metrics = manifest["metrics"]
+    assert manifest["counts"]["n_eval_pairs"] == 4
+    # Trained to prefer the chosen replies, the policy prefers the rejected ones of the swapped test pairs: the
+    # objective comes from the test split (TRL's evaluate), not from the train margin.
+    assert metrics["reward_margin"] > 0 and metrics["eval_reward_margin"] < 0
+    assert metrics["eval_reward_accuracy"] == 0.0 and metrics["eval_loss"] > 0
+    assert STAGES["dpo"].objective == "eval_reward_margin"
+    assert _objective("dpo", manifest) == metrics["eval_reward_margin"]

@@ -14,9 +14,12 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from recipes.export import CHECKPOINT_DIR
-from recipes.stages import STAGES, stage_order
+from recipes.stages import stage_order, sweep_objectives
 from rewards.artifacts import read_manifest
 from rewards.reporting.html import fmt
+from rewards.reporting.sweep import format_sweep  # noqa: F401  (the sweep table, printed below)
+from rewards.reporting.sweep import plot_sweep as library_plot_sweep
+from rewards.reporting.sweep import sweep_points as library_sweep_points
 
 COLUMNS = ("run", "stages", "finished", "rm_acc", "win_rate [CI]", "pass base->trained", "release", "checkpoint")
 
@@ -45,35 +48,9 @@ def run_summary(run_dir: Path) -> dict | None:
     }
 
 
-def _point_overrides(point_dir: Path) -> dict[str, str]:
-    """The swept overrides of a sweep point: its folder is named ``key=value,key=value`` by the CLI."""
-    pairs = [item.split("=", 1) for item in point_dir.name.split(",") if "=" in item]
-    return {key: value for key, value in pairs}
-
-
-def sweep_point(point_dir: Path) -> dict:
-    """One sweep point: overrides, the objective of the last stage that has one, status and checkpoint."""
-    stage_dirs = [d for d in sorted(point_dir.iterdir()) if d.is_dir() and not d.name.startswith(".")]
-    manifests = {d.name: read_manifest(d) for d in stage_dirs}
-    finished = {name: m for name, m in manifests.items() if m}
-    objective, value = None, None
-    for name in reversed(stage_order()):
-        if name in finished and STAGES[name].objective:
-            objective = STAGES[name].objective
-            value = finished[name].get("metrics", {}).get(objective)
-            break
-    status = ("finished" if stage_dirs and len(finished) == len(stage_dirs)
-              else "unfinished" if stage_dirs else "not started")
-    models = [point_dir / "evaluate" / CHECKPOINT_DIR, *(d / "model" for d in reversed(stage_dirs))]
-    checkpoint = next((str(m) for m in models if m.is_dir()), None)
-    return {"point": point_dir.name, "overrides": _point_overrides(point_dir), "objective": objective,
-            "value": value, "status": status, "checkpoint": checkpoint}
-
-
 def sweep_points(run_dir: Path) -> list[dict]:
-    """The sweep points below a run folder (folders holding Hydra's ``.hydra/overrides.yaml``)."""
-    return [sweep_point(d) for d in sorted(run_dir.iterdir())
-            if d.is_dir() and (d / ".hydra" / "overrides.yaml").is_file()]
+    """The sweep points below a run folder, each with the objective of its last stage (``rewards.reporting.sweep``)."""
+    return library_sweep_points(run_dir, sweep_objectives())
 
 
 def collect_runs(root: Path) -> list[dict]:
@@ -92,52 +69,9 @@ def collect_runs(root: Path) -> list[dict]:
     return summaries
 
 
-SWEEP_COLUMNS = ("point", "overrides", "objective", "status", "checkpoint")
-
-
-def format_sweep(run: str, points: list[dict]) -> str:
-    """One table per sweep; the best finished point is marked with *."""
-    scored = [p for p in points if isinstance(p["value"], int | float)]
-    best = max(scored, key=lambda p: p["value"])["point"] if scored else None
-    rows = [list(SWEEP_COLUMNS)]
-    for index, p in enumerate(points):
-        objective = "-" if p["value"] is None else f"{p['objective']}={fmt(float(p['value']))}"
-        rows.append([f"{index}{'*' if p['point'] == best else ''}",
-                     " ".join(f"{k}={v}" for k, v in p["overrides"].items()) or p["point"], objective, p["status"],
-                     p["checkpoint"] or "-"])
-    widths = [max(len(r[i]) for r in rows) for i in range(len(SWEEP_COLUMNS))]
-    lines = ["  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip() for row in rows]
-    lines.insert(1, "  ".join("-" * w for w in widths))
-    return f"sweep {run}: {len(points)} point(s), * = best\n" + "\n".join(lines)
-
-
 def plot_sweep(run_dir: Path, points: list[dict]) -> list[Path]:
     """The objective against each swept parameter, one PNG per parameter (``<run>/sweep_<key>.png``)."""
-    from rewards.evaluation.plots import plt
-
-    scored = [p for p in points if isinstance(p["value"], int | float)]
-    written = []
-    for key in sorted({k for p in scored for k in p["overrides"]}):
-        xs = [p["overrides"].get(key) for p in scored]
-        try:
-            values = [float(x) for x in xs]
-        except (TypeError, ValueError):
-            values = xs  # a categorical parameter: one tick per value
-        fig, ax = plt.subplots(figsize=(5, 3.5))
-        ax.scatter(values, [p["value"] for p in scored])
-        ax.set_xlabel(key)
-        ax.set_ylabel(scored[0]["objective"])
-        if all(isinstance(v, float) for v in values) and min(values) > 0 and max(values) / min(values) > 20:
-            ax.set_xscale("log")
-        ax.set_title(f"{run_dir.name}: {scored[0]['objective']} by {key}")
-        fig.tight_layout()
-        path = run_dir / f"sweep_{key.replace('/', '_')}.png"
-        tmp = path.with_suffix(".tmp.png")
-        fig.savefig(tmp, dpi=100)
-        plt.close(fig)
-        tmp.replace(path)  # atomic: a reader never sees half a PNG
-        written.append(path)
-    return written
+    return library_plot_sweep(run_dir.name, points, run_dir)
 
 
 def _row(s: dict) -> list[str]:

@@ -5,8 +5,11 @@ from __future__ import annotations
 from pathlib import Path
 
 from rewards.errors import UserError
+from rewards.log import get_logger
 from rewards.training.arguments import load_model_for_training, training_arguments, trl_trainer
 from rewards.training.trl_compat import score_labelled_positions_only_on_eager_devices
+
+log = get_logger(__name__)
 
 DPO_KEYS = ("beta", "loss_type", "loss_weights", "max_length", "precompute_ref_log_probs", "label_smoothing",
             "padding_free", "pad_to_multiple_of")
@@ -39,6 +42,22 @@ def build_dpo_trainer(model_path: str, tokenizer, train_dataset, train_cfg: dict
     if tune:
         tune_for_device(trainer)
     return trainer
+
+
+# TRL's evaluation metrics of a DPO trainer -> the names our manifests use (held out: the pairs' test split).
+HELD_OUT_METRICS = {"eval_rewards/margins": "eval_reward_margin", "eval_rewards/accuracies": "eval_reward_accuracy",
+                    "eval_loss": "eval_loss"}
+
+
+def held_out_metrics(trainer) -> dict:
+    """TRL's own evaluation of the trained policy on the trainer's ``eval_dataset``: the mean DPO reward margin
+    (chosen minus rejected implicit reward), how often it is positive, and the DPO loss. Called on every rank (the
+    evaluation gathers across processes); None for each figure when there is no eval dataset."""
+    if trainer.eval_dataset is None or len(trainer.eval_dataset) == 0:
+        return {name: None for name in HELD_OUT_METRICS.values()}
+    results = trainer.evaluate()  # timings (eval_runtime, ...) stay out of the metrics: they differ between runs
+    log.info(f"dpo: held-out evaluation of {len(trainer.eval_dataset)} pairs in {results.get('eval_runtime', 0):.1f}s")
+    return {name: float(results[key]) if key in results else None for key, name in HELD_OUT_METRICS.items()}
 
 
 def load_policy_model(model_path: str, train_cfg: dict):
