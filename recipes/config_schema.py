@@ -1,9 +1,17 @@
-"""Typed options of the training stages: one dataclass per config group, registered in Hydra's ConfigStore.
+"""Every option of counsel-align, typed once: one dataclass per config section, registered in Hydra's ConfigStore.
 
-Each ``configs/<stage>/*.yaml`` starts with ``defaults: [schema, _self_]`` and states only what differs from the
-dataclass, so every default lives here once. Hydra checks types when it composes: ``dpo.learning_rate=abc`` or a
-misspelt key fails before any stage starts. The library (``rewards/``) still receives plain dicts
-(``OmegaConf.to_container(cfg.dpo)``) and knows nothing of these classes.
+Where options are typed: ``CounselAlignConfig`` (bottom) is the root schema; ``configs/config.yaml`` starts with
+``defaults: [counsel_align, _self_, ...]``, so the sections that have no group (generate incl. its pool items, probes,
+pairs incl. pairs.human.sources items, evaluate, calibration, reward_eval, preview, wandb, launch, distributed and the
+top-level run/output_root/seed/...) take their keys, types and defaults from here. Each group file
+(``configs/<group>/*.yaml``) starts with ``defaults: [schema, _self_]`` (judge files: ``schema_local`` or
+``schema_openai_compatible``, whose options differ) and states only what differs, so every default lives here once.
+Interpolations (``${model.name_or_path}``) are defaults like any other; ``???`` marks a value that must come from a
+group file or the user (an unset one is refused when the config is composed). Hydra checks types and keys when it
+composes: ``dpo.learning_rate=abc``, ``generate.batchsize=8`` or ``judge.timeout=5`` with a local judge fail in one
+line before any stage starts. What Hydra cannot check (a principle id in ``principles.weights``, a path that must
+exist, values that depend on each other) the commands check when they start. The library (``rewards/``) receives
+plain dicts with every key (``OmegaConf.to_container(cfg.dpo)``) and knows nothing of these classes.
 """
 
 from __future__ import annotations
@@ -85,7 +93,7 @@ class RewardOptions(TrainingOptions):
     use_margin: bool = True  # TRL margin term: -logsigmoid(r_c - r_r - margin), margin = the pairs' margin column
     center_rewards_coefficient: float | None = None  # TRL reward centering (e.g. 0.01); null = off
     merge_lora: bool = False  # export: merge the LoRA adapter into full safetensors weights
-    margin_scale: float = 0.0  # reward_multihead: per-head margin = margin_scale * |judge score gap|
+    margin_scale: float = 0.0  # method=reward_multihead: per-head margin = margin_scale * |judge score gap|
 
 
 @dataclass
@@ -175,7 +183,7 @@ class KTOOptions(TrainingOptions):
 
 
 # ---------------------------------------------------------------------------------------------------------------------
-# The other config groups: configs/<group>/*.yaml extend these through `defaults: [<schema>, _self_]`.
+# The other config groups: configs/<group>/*.yaml extend these through `defaults: [schema, _self_]`.
 
 
 @dataclass

@@ -61,7 +61,8 @@ def build_remote_judge(judge_cfg: DictConfig, rubric: Rubric):
 
     for key in ("base_url", "model", "api_key_env"):
         if not judge_cfg[key]:
-            raise UserError(f"judge.{key}: not set; pass judge.{key}=... (see configs/judge/openai_compatible.yaml)")
+            raise UserError(f"judge.{key}: not set; pass judge.{key}=... (options: recipes/config_schema.py "
+                            "OpenAICompatibleJudgeOptions)")
     cache = JudgmentCache(output_path(judge_cfg.cache_path)) if judge_cfg.cache_path else None
     return OpenAICompatibleJudge(
         rubric, judge_cfg.base_url, judge_cfg.model, api_key_env=judge_cfg.api_key_env,
