@@ -428,12 +428,27 @@ def check_command_options(cfg: DictConfig, command: str) -> None:
 
     Option types and keys need no check here: the schemas (``recipes.config_schema``) refuse them when Hydra composes.
     """
+    _check_union_options(cfg)
     sections = [key for spec in stages_of_command(command) for key in spec.config_keys]
     if "principles" in sections and cfg.principles.weights:
         from rewards.rubric import load_rubric
 
         load_rubric(project_path(cfg.principles.path)).weights(OmegaConf.to_container(cfg.principles.weights))
 
+
+
+RESUME_MODES = ("auto", "true", "false")  # as rewards.training.checkpointing.RESUME_MODES (not imported: transformers)
+
+
+def _check_union_options(cfg: DictConfig) -> None:
+    """``threads`` (auto | N) and ``resume`` (auto | true | false) mix a word and a number or bool, which the schema
+    cannot type (OmegaConf has no unions of scalars): checked here, before the first stage rather than inside it."""
+    fix = "fix the value on the command line or in the config file"
+    if str(cfg.resume).lower() not in RESUME_MODES:
+        raise UserError(f"config: resume={cfg.resume!r} is not auto, true or false; {fix}")
+    threads = str(cfg.threads).strip().lower()
+    if threads != "auto" and not (threads.isdigit() and int(threads) >= 1):
+        raise UserError(f"config: threads={cfg.threads!r} is not auto or a positive integer; {fix}")
 
 
 class StageStopped(BaseException):

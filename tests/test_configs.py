@@ -158,6 +158,21 @@ def test_a_wrong_type_or_key_fails_at_compose_in_one_line(override: str, message
     assert str(info.value).startswith(message) and "\n" not in str(info.value)
 
 
+@pytest.mark.parametrize(("override", "message"), [
+    ("threads=abc", "config: threads='abc' is not auto or a positive integer"),
+    ("threads=0", "config: threads=0 is not auto or a positive integer"),
+    ("resume=maybe", "config: resume='maybe' is not auto, true or false"),
+])
+def test_options_the_schema_cannot_type_are_checked_when_a_command_starts(override: str, message: str):
+    cfg = compose_config([override])  # `auto` or a number: no scalar union in OmegaConf
+    for command in ("pipeline", "dpo", "plan"):
+        with pytest.raises(UserError) as info:
+            check_command_options(cfg, command)
+        assert str(info.value).startswith(message) and "\n" not in str(info.value)
+    for good in (["threads=2", "resume=false"], ["threads=auto", "resume=true"], []):
+        check_command_options(compose_config(good), "pipeline")
+
+
 def test_judge_options_differ_by_backend():
     with pytest.raises(UserError, match=r"^config: judge.timeout='abc' is not a number"):
         compose_config(["judge=openai_compatible", "judge.timeout=abc"])
