@@ -199,7 +199,7 @@ def _type_message(exc: Exception) -> str | None:
 
 
 def _unknown_key_message(exc: Exception) -> str | None:
-    """A key the schema of a list item does not have (``generate.pool='[{tempreature: 1}]'``)."""
+    """A key no schema has, also inside an overridden list's items (``generate.pool='[{tempreature: 1}]'``)."""
     from omegaconf.errors import ConfigKeyError
 
     cause = exc if isinstance(exc, ConfigKeyError) else exc.__cause__
