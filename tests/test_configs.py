@@ -173,6 +173,18 @@ def test_options_the_schema_cannot_type_are_checked_when_a_command_starts(overri
         check_command_options(compose_config(good), "pipeline")
 
 
+def test_mappings_and_lists_are_given_whole_on_the_command_line():
+    cfg = compose_config(["calibration.columns={prompt: q, response: a, score: s}",
+                          "model.architecture={hidden_size: 8}", "data.topics=[anxiety,grief]",
+                          "pairs.human.sources=[{path: a.csv, columns: {prompt: q}}]",
+                          "generate.pool=[{name: api, model: m, endpoint: {base_url: 'http://h/v1', concurrency: 2}}]"])
+    assert dict(cfg.calibration.columns) == {"prompt": "q", "response": "a", "score": "s"}
+    assert cfg.model.architecture.hidden_size == 8 and list(cfg.data.topics) == ["anxiety", "grief"]
+    assert dict(cfg.pairs.human.sources[0].columns) == {"prompt": "q"} and cfg.pairs.human.sources[0].weight == 1.0
+    endpoint = cfg.generate.pool[0].endpoint
+    assert (endpoint.concurrency, endpoint.max_retries, cfg.generate.pool[0].num_samples) == (2, 5, 1)
+
+
 def test_judge_options_differ_by_backend():
     with pytest.raises(UserError, match=r"^config: judge.timeout='abc' is not a number"):
         compose_config(["judge=openai_compatible", "judge.timeout=abc"])
