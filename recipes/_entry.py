@@ -429,6 +429,7 @@ def check_command_options(cfg: DictConfig, command: str) -> None:
     Option types and keys need no check here: the schemas (``recipes.config_schema``) refuse them when Hydra composes.
     """
     _check_union_options(cfg)
+    _check_judge_backend(cfg)
     sections = [key for spec in stages_of_command(command) for key in spec.config_keys]
     if "principles" in sections and cfg.principles.weights:
         from rewards.rubric import load_rubric
@@ -449,6 +450,15 @@ def _check_union_options(cfg: DictConfig) -> None:
     threads = str(cfg.threads).strip().lower()
     if threads != "auto" and not (threads.isdigit() and int(threads) >= 1):
         raise UserError(f"config: threads={cfg.threads!r} is not auto or a positive integer; {fix}")
+
+
+def _check_judge_backend(cfg: DictConfig) -> None:
+    """``judge.backend`` picks the judge's code, its schema the options it has: the two must agree."""
+    schema = OmegaConf.get_type(cfg.judge)
+    expected = getattr(schema, "backend", None)
+    if isinstance(expected, str) and cfg.judge.backend != expected:
+        raise UserError(f"config: judge.backend={cfg.judge.backend} does not fit the options of this judge "
+                        f"({expected}); choose the judge file instead, e.g. judge={cfg.judge.backend}")
 
 
 class StageStopped(BaseException):

@@ -192,6 +192,8 @@ def test_judge_options_differ_by_backend():
         compose_config(["judge=openai_compatible", "judge.reuse_prefix=true"])  # a local judge's option
     with pytest.raises(UserError, match=r"^config: unknown key 'judge.timeout'"):
         compose_config(["judge.timeout=5"])  # a remote judge's option
+    with pytest.raises(UserError, match=r"^config: judge.backend=openai_compatible does not fit .* judge=openai_comp"):
+        check_command_options(compose_config(["judge.backend=openai_compatible"]), "judge")  # local options
 
 
 def test_interpolations_reach_the_typed_sections():
