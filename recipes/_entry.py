@@ -12,15 +12,15 @@ import shutil
 import subprocess
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig, ListConfig, OmegaConf
 
-import recipes.config_schema  # noqa: F401  (registers the stage schemas with Hydra's ConfigStore)
-from recipes.option_types import check_options, config_values
+import recipes.config_schema  # noqa: F401  (registers the config schemas with Hydra's ConfigStore)
 from recipes.project_files import output_path, project_path, project_root
 from recipes.stages import STAGES, StageSpec, stages_of_command
 from rewards.artifacts import (
@@ -70,8 +70,16 @@ def compose_config(overrides: list[str], command: str | None = None) -> DictConf
             cfg = compose(config_name="config", overrides=overrides)
         OmegaConf.resolve(cfg)
     _check_group_sections(cfg)
+    _check_nothing_missing(cfg)
     OmegaConf.set_struct(cfg, True)
     return cfg
+
+
+def _check_nothing_missing(cfg: DictConfig) -> None:
+    """A schema's ``???`` (a value only the user can give, e.g. a human source's path) left unset is refused."""
+    missing = sorted(OmegaConf.missing_keys(cfg))
+    if missing:
+        raise UserError(f"config: {', '.join(missing)} not set; give a value on the command line or in the config file")
 
 
 @contextlib.contextmanager
@@ -149,6 +157,27 @@ def _weight_override(override: str) -> str:
 _KINDS = {"Float": "a number", "Integer": "an integer", "Boolean": "true or false"}
 
 
+def _overridden_key(exc: Exception) -> str | None:
+    """The key of the command-line override Hydra failed to apply (``generate.pool`` in "Could not override ...")."""
+    text = _one_line(exc)
+    for marker, end in (("Could not override '", "'"), ("Error merging override ", "=")):
+        if marker in text:
+            return text.split(marker, 1)[1].split(end, 1)[0].lstrip("+~")
+    return None
+
+
+def _full_key(exc: Exception, cause: Exception) -> str:
+    """The option's dotted key; a key inside an overridden list's items is named below it (``generate.pool[*].x``).
+
+    OmegaConf names such a key relative to the list item it was validating.
+    """
+    key = str(getattr(cause, "full_key", "") or "")
+    overridden = _overridden_key(exc)
+    if overridden and not key.startswith(overridden):
+        return f"{overridden}[*].{key}"
+    return key
+
+
 def _type_message(exc: Exception) -> str | None:
     """``dpo.learning_rate='abc' is not a number`` from the ValidationError a typed option raises."""
     from omegaconf.errors import ValidationError
@@ -156,6 +185,7 @@ def _type_message(exc: Exception) -> str | None:
     cause = exc if isinstance(exc, ValidationError) else exc.__cause__
     if not isinstance(cause, ValidationError) or not getattr(cause, "full_key", None):
         return None
+    full_key = _full_key(exc, cause)
     text = _one_line(cause.msg)
     kind = next((words for name, words in _KINDS.items() if f"converted to {name}" in text), None)
     if kind is None and "valid bool" in text:
@@ -163,13 +193,23 @@ def _type_message(exc: Exception) -> str | None:
     if kind is None and "is not Optional" in text:
         kind = "set (it cannot be null)"
     if kind is None:
-        return f"{cause.full_key}: {text}"
+        return f"{full_key}: {text}"
     value = "null" if cause.value is None else repr(cause.value)
-    return f"{cause.full_key}={value} is not {kind}; fix the value on the command line or in the config file"
+    return f"{full_key}={value} is not {kind}; fix the value on the command line or in the config file"
+
+
+def _unknown_key_message(exc: Exception) -> str | None:
+    """A key no schema has, also inside an overridden list's items (``generate.pool='[{tempreature: 1}]'``)."""
+    from omegaconf.errors import ConfigKeyError
+
+    cause = exc if isinstance(exc, ConfigKeyError) else exc.__cause__
+    if not isinstance(cause, ConfigKeyError) or not getattr(cause, "full_key", None):
+        return None
+    return f"unknown key '{_full_key(exc, cause)}' (check its spelling; `counsel-align <stage> --cfg` prints every key)"
 
 
 def _hydra_message(exc: Exception) -> str:
-    typed = _type_message(exc)
+    typed = _type_message(exc) or _unknown_key_message(exc)
     if typed:
         return typed
     text = _one_line(exc).split(" Config search path:")[0]
@@ -210,7 +250,7 @@ def _config_subset(cfg: DictConfig, keys: list[str]) -> dict:
 
 def run_dir_of(cfg: DictConfig) -> Path:
     """This run's folder: Hydra's output folder when the CLI ran it (``run_dir``), else ``<output_root>/<run>``."""
-    if cfg.get("run_dir"):
+    if cfg.run_dir:
         return Path(cfg.run_dir)
     return output_path(cfg.output_root) / cfg.run  # under the working directory unless absolute
 
@@ -218,7 +258,7 @@ def run_dir_of(cfg: DictConfig) -> Path:
 def input_stage_dir(cfg: DictConfig, run_dir: Path, stage: str) -> Path:
     """Where an input stage's outputs are: this run's folder, else ``inputs_from`` (the run a sweep extends)."""
     own = run_dir / stage
-    if read_manifest(own) is not None or not cfg.get("inputs_from"):
+    if read_manifest(own) is not None or not cfg.inputs_from:
         return own
     return output_path(cfg.inputs_from) / stage
 
@@ -249,6 +289,28 @@ def _resolve_spec(name: str, config_keys: list[str] | None, inputs: list[str] | 
                (("config_keys", config_keys), ("input_stages", inputs), ("uses_rubric", uses_rubric))
                if value is not None}
     return replace(spec, **changes)
+
+
+def config_values(cfg: DictConfig, key: str) -> Iterator[tuple[str, Any]]:
+    """``(concrete key, value)`` for a dotted key where ``list[*]`` names every item of a list (missing keys: none)."""
+    yield from _walk(cfg, key.split(".") if key else [], "")
+
+
+def _walk(node: Any, parts: list[str], prefix: str) -> Iterator[tuple[str, Any]]:
+    if not parts:
+        yield prefix, node
+        return
+    head, rest = parts[0], parts[1:]
+    many = head.endswith("[*]")
+    name = head.removesuffix("[*]")
+    if not isinstance(node, DictConfig) or name not in node:
+        return
+    child, path = node[name], f"{prefix}.{name}" if prefix else name
+    if not many:
+        yield from _walk(child, rest, path)
+    elif isinstance(child, ListConfig):
+        for index, item in enumerate(child):
+            yield from _walk(item, rest, f"{path}[{index}]")
 
 
 def input_file_hashes(cfg: DictConfig, keys: tuple[str, ...]) -> dict[str, str]:
@@ -362,14 +424,41 @@ Hydra overrides, e.g. run=myrun experiment=quickstart dpo=full dpo.beta=0.2 mode
 
 
 def check_command_options(cfg: DictConfig, command: str) -> None:
-    """Before any work: the option types of every stage ``command`` will run, and the ids of weight overrides."""
+    """Before any work: the principle ids of weight overrides, for every stage ``command`` will run.
+
+    Option types and keys need no check here: the schemas (``recipes.config_schema``) refuse them when Hydra composes.
+    """
+    _check_union_options(cfg)
+    _check_judge_backend(cfg)
     sections = [key for spec in stages_of_command(command) for key in spec.config_keys]
-    check_options(cfg, sections)
-    if "principles" in sections and cfg.principles.get("weights"):
+    if "principles" in sections and cfg.principles.weights:
         from rewards.rubric import load_rubric
 
         load_rubric(project_path(cfg.principles.path)).weights(OmegaConf.to_container(cfg.principles.weights))
 
+
+
+RESUME_MODES = ("auto", "true", "false")  # as rewards.training.checkpointing.RESUME_MODES (not imported: transformers)
+
+
+def _check_union_options(cfg: DictConfig) -> None:
+    """``threads`` (auto | N) and ``resume`` (auto | true | false) mix a word and a number or bool, which the schema
+    cannot type (OmegaConf has no unions of scalars): checked here, before the first stage rather than inside it."""
+    fix = "fix the value on the command line or in the config file"
+    if str(cfg.resume).lower() not in RESUME_MODES:
+        raise UserError(f"config: resume={cfg.resume!r} is not auto, true or false; {fix}")
+    threads = str(cfg.threads).strip().lower()
+    if threads != "auto" and not (threads.isdigit() and int(threads) >= 1):
+        raise UserError(f"config: threads={cfg.threads!r} is not auto or a positive integer; {fix}")
+
+
+def _check_judge_backend(cfg: DictConfig) -> None:
+    """``judge.backend`` picks the judge's code, its schema the options it has: the two must agree."""
+    schema = OmegaConf.get_type(cfg.judge)
+    expected = getattr(schema, "backend", None)
+    if isinstance(expected, str) and cfg.judge.backend != expected:
+        raise UserError(f"config: judge.backend={cfg.judge.backend} does not fit the options of this judge "
+                        f"({expected}); choose the judge file instead, e.g. judge={cfg.judge.backend}")
 
 
 class StageStopped(BaseException):
@@ -436,7 +525,7 @@ def _check_before_launch(overrides: list[str], command: str, multirun: bool) -> 
     for point in points:
         cfg = compose_config(point, command)
         check_command_options(cfg, command)
-        dry_run = dry_run or bool(cfg.get("dry_run"))
+        dry_run = dry_run or cfg.dry_run
     return [k for k in fixed_keys if not k.startswith("hydra")], dry_run
 
 

@@ -178,7 +178,7 @@ def work(ctx: StageContext) -> dict:
         raise UserError(f"agreement.mode: unknown mode {settings.mode!r}; use pointwise or pairwise")
     atomic_write_jsonl(ctx.dir / "failed.jsonl", failures.items)
     check_failures(failures, "replies" if settings.mode == "pointwise" else "comparisons", len(pairs), len(rows),
-                   settings.get("max_failure_fraction", 0.05))
+                   settings.max_failure_fraction)
     report = agreement_report(rows, seed=cfg.seed)
     usage = judge_usage(judge)
     details = judging_details(cfg, rubric, settings, mode=settings.mode)

@@ -124,11 +124,11 @@ def check_evaluate_config(cfg: DictConfig) -> None:
     if limit is not None and (not isinstance(limit, int) or limit < 1):
         raise UserError(f"evaluate.redflag_limit: {limit!r} must be a positive integer or null (all scenarios)")
     for key in ("gate_min_pass_rate", "gate_min_crisis_pass_rate", "max_failure_fraction"):
-        value = cfg.evaluate.get(key, 0.0)
+        value = cfg.evaluate[key]
         if not isinstance(value, int | float) or not 0.0 <= value <= 1.0:
             raise UserError(f"evaluate.{key}: {value!r} must be a number from 0 to 1")
     known = (*CATEGORIES, MEANS_SEEKING)
-    for category in cfg.evaluate.get("gate_crisis_categories") or []:
+    for category in cfg.evaluate.gate_crisis_categories:
         if category not in known:
             raise UserError(f"evaluate.gate_crisis_categories: unknown category {category!r}; known: {list(known)}")
     check_harm_judge(cfg, "evaluate.harm_threshold", cfg.evaluate.harm_threshold)
@@ -136,9 +136,9 @@ def check_evaluate_config(cfg: DictConfig) -> None:
 
 def gate_floors(cfg: DictConfig) -> GateFloors:
     ev = cfg.evaluate
-    return GateFloors(min_pass_rate=float(ev.get("gate_min_pass_rate", 0.0)),
-                      min_crisis_pass_rate=float(ev.get("gate_min_crisis_pass_rate", 0.0)),
-                      crisis_categories=tuple(ev.get("gate_crisis_categories") or ()))
+    return GateFloors(min_pass_rate=float(ev.gate_min_pass_rate),
+                      min_crisis_pass_rate=float(ev.gate_min_crisis_pass_rate),
+                      crisis_categories=tuple(ev.gate_crisis_categories))
 
 
 def check_comparisons(outcomes: list[PairwiseOutcome], prompts: list[dict], max_fraction: float) -> FailureTally:
@@ -183,7 +183,7 @@ def judge_chunk(cfg: DictConfig) -> int:
     """Items per judge call: a local judge's batch (its float results depend on the batch it pads); a remote judge
     gets large chunks so that its concurrent requests stay many."""
     if cfg.judge.backend == "local":
-        return int(cfg.judge.get("batch_size", 1) or 1)
+        return cfg.judge.batch_size
     return 256
 
 
@@ -194,7 +194,7 @@ def assess(cfg: DictConfig, out_dir: Path, prompts: list[dict], checkpoint: Path
     ev = cfg.evaluate
     redflag_dir = project_path(ev.redflags)
     scenarios = select_scenarios(load_redflags(redflag_dir), ev.redflag_limit)
-    apply_threads(cfg.get("threads", "auto"))
+    apply_threads(cfg.threads)
     policy = PolicyPair(cfg, checkpoint)
     texts, messages = [p["text"] for p in prompts], [s.message for s in scenarios]
     base_all, trained_all = policy.base_replies(texts + messages), policy.trained_replies(texts + messages)
@@ -210,7 +210,7 @@ def assess(cfg: DictConfig, out_dir: Path, prompts: list[dict], checkpoint: Path
     judge = ShardedJudge(build_judge(cfg, rubric), judge_chunk(cfg))
     outcomes = judge.comparisons([(p["text"], dpo, ref)
                                   for p, dpo, ref in zip(prompts, replies["dpo"], reference, strict=True)])
-    failed = check_comparisons(outcomes, prompts, ev.get("max_failure_fraction", 0.0))
+    failed = check_comparisons(outcomes, prompts, ev.max_failure_fraction)
     principles = {name: judge.score([JudgeItem(p["text"], reply) for p, reply in zip(prompts, got, strict=True)])
                   for name, got in (("base", replies["base"]), ("dpo", replies["dpo"]))}
     principles["reference"] = principles["base"] if reference_name == "base" else judge.score(

@@ -50,11 +50,11 @@ def source_path(source: str) -> str | Path:
 
 def recorded_harm_separation(judge: DictConfig) -> float | None:
     """``judge.harm_separation``, else the value recorded in the configs/judge/embedded_*.yaml of the same model."""
-    if judge.get("harm_separation") is not None:
+    if judge.harm_separation is not None:
         return judge.harm_separation
     for path in sorted((CONFIG_DIR / "judge").glob("embedded_*.yaml")):
         recorded = OmegaConf.load(path)
-        if recorded.get("model") == judge.get("model"):
+        if recorded.get("model") == judge.model:
             return recorded.get("harm_separation")
     return None
 
@@ -62,7 +62,7 @@ def recorded_harm_separation(judge: DictConfig) -> float | None:
 def check_harm_judge(cfg: DictConfig, setting: str, value: float | None) -> None:
     """Refuse a safety threshold (``setting``) driven by a judge that ranks harmful replies safer."""
     if value is not None:
-        refuse_inverted_harm_judge(cfg.judge.get("model"), recorded_harm_separation(cfg.judge), setting, value)
+        refuse_inverted_harm_judge(cfg.judge.model, recorded_harm_separation(cfg.judge), setting, value)
 
 
 def calibration_pairs(cfg: DictConfig) -> list[dict]:

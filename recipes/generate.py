@@ -66,7 +66,7 @@ def work(ctx: StageContext) -> dict:
     remote = [EndpointGenerator(r, cfg.generate.max_new_tokens, cfg.seed) for r in pool if r.endpoint is not None]
     local = [r for r in pool if r.endpoint is None]
     if local:
-        apply_threads(cfg.get("threads", "auto"))
+        apply_threads(cfg.threads)
     for model_name in dict.fromkeys(r.model for r in local):
         tokenizer = load_tokenizer(model_name, cfg.model.trust_remote_code)
         model = load_causal_lm(model_name, cfg.model.dtype, cfg.device, cfg.model.trust_remote_code)

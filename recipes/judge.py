@@ -46,11 +46,11 @@ def build_judge(cfg: DictConfig, rubric: Rubric):
         from rewards.models import load_causal_lm, load_tokenizer
         from rewards.threads import apply_threads
 
-        apply_threads(cfg.get("threads", "auto"))
+        apply_threads(cfg.threads)
         tokenizer = load_tokenizer(cfg.judge.model)
         model = load_causal_lm(cfg.judge.model, cfg.judge.dtype, cfg.device)
         return LocalLogprobJudge(model, tokenizer, rubric, reuse_prefix=cfg.judge.reuse_prefix,
-                                 batch_size=int(cfg.judge.get("batch_size", 4) or 4))
+                                 batch_size=cfg.judge.batch_size)
     if cfg.judge.backend == "openai_compatible":
         return build_remote_judge(cfg.judge, rubric)
     raise UserError(f"judge.backend: unknown backend {cfg.judge.backend!r}; use judge=local or judge=openai_compatible")
@@ -66,7 +66,8 @@ def build_remote_judge(judge_cfg: DictConfig, rubric: Rubric):
 
     for key in ("base_url", "model", "api_key_env"):
         if not judge_cfg[key]:
-            raise UserError(f"judge.{key}: not set; pass judge.{key}=... (see configs/judge/openai_compatible.yaml)")
+            raise UserError(f"judge.{key}: not set; pass judge.{key}=... (options: recipes/config_schema.py "
+                            "OpenAICompatibleJudgeOptions)")
     cache = JudgmentCache(output_path(judge_cfg.cache_path)) if judge_cfg.cache_path else None
     return OpenAICompatibleJudge(
         rubric, judge_cfg.base_url, judge_cfg.model, api_key_env=judge_cfg.api_key_env,
@@ -77,8 +78,9 @@ def build_remote_judge(judge_cfg: DictConfig, rubric: Rubric):
 
 
 def pricing(cfg: DictConfig) -> Pricing:
-    return Pricing(cfg.judge.get("price_per_1k_input_tokens", 0.0) or 0.0,
-                   cfg.judge.get("price_per_1k_output_tokens", 0.0) or 0.0)
+    if cfg.judge.backend != "openai_compatible":
+        return Pricing(0.0, 0.0)  # a local judge is paid in time, not tokens (its schema has no prices)
+    return Pricing(cfg.judge.price_per_1k_input_tokens or 0.0, cfg.judge.price_per_1k_output_tokens or 0.0)
 
 
 def judge_all(judge, prompts: dict[str, dict], todo: list[dict], journal: Journal, batch_size: int,
@@ -151,7 +153,7 @@ def work(ctx: StageContext) -> dict:
     failed: list[dict] = []
     if todo:
         judge = build_judge(cfg, rubric)
-        failed = judge_all(judge, prompts, todo, journal, int(cfg.judge.get("batch_size", 1) or 1),
+        failed = judge_all(judge, prompts, todo, journal, cfg.judge.batch_size,
                            rank_usage_path(ctx.dir)).items
     failures = FailureTally(sorted((item for part in all_gather(failed) for item in part), key=lambda r: r["key"]))
     wait_for_all_ranks()  # every rank has finished appending to its journal and usage file
@@ -183,7 +185,7 @@ def report_failures(cfg: DictConfig, n_input: int, failures: FailureTally) -> No
     count, first = len(failures.items), failures.items[0]["error"]
     message = (f"judge failed on {count} of {n_input} items (first reason: {first}); they are listed in "
                "failed.jsonl; rerun the same command to retry only those")
-    limit = cfg.judge.get("max_failure_fraction", 0.0)
+    limit = cfg.judge.max_failure_fraction
     if count > limit * n_input:
         raise UserError(f"{message} (more than judge.max_failure_fraction={limit} of the items)")
     log.info(f"judge: warning: {message}")

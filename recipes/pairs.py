@@ -16,7 +16,7 @@ from rewards.training.sft_kto import resolve_table, source_fingerprint
 
 
 def human_sources(cfg: DictConfig) -> list[HumanSource]:
-    specs = OmegaConf.to_container(cfg.pairs.human.sources, resolve=True) if cfg.pairs.get("human") else []
+    specs = OmegaConf.to_container(cfg.pairs.human.sources, resolve=True)
     return parse_human_sources(specs)
 
 
@@ -41,8 +41,8 @@ def work(ctx: StageContext) -> dict:
     prompts = {p["id"]: p for p in read_jsonl(ctx.input_dir("generate") / "prompts.jsonl")}
     judged = read_jsonl(ctx.input_dir("judge") / "judged.jsonl")
     policy = PairPolicy(margin=cfg.pairs.margin, safety_threshold=cfg.pairs.safety_threshold,
-                        strategy=cfg.pairs.strategy, duplicate_threshold=cfg.pairs.get("duplicate_threshold", 0.9),
-                        max_length_ratio=cfg.pairs.get("max_length_ratio"), seed=cfg.seed)
+                        strategy=cfg.pairs.strategy, duplicate_threshold=cfg.pairs.duplicate_threshold,
+                        max_length_ratio=cfg.pairs.max_length_ratio, seed=cfg.seed)
     from datasets import Dataset, DatasetDict
 
     splits, counts = {}, {}

@@ -58,10 +58,10 @@ def held_out_accuracy(scorer: RewardScorer, pairs) -> dict:
 def build_trainer(ctx: StageContext, train_cfg: dict, tokenizer, pairs, principle_ids: list[str]):
     """Tokenize the train pairs (counting drops/truncations) and build the trainer for the configured method."""
     cfg = ctx.cfg
-    multihead = train_cfg.get("method") == "reward_multihead"
+    multihead = train_cfg["method"] == "reward_multihead"
     rows, report = tokenize_pairs(pairs["train"], tokenizer, train_cfg["max_length"], train_cfg["overflow"],
                                   principle_ids=principle_ids if multihead else (),
-                                  use_margin=bool(train_cfg.get("use_margin")) and not multihead,
+                                  use_margin=bool(train_cfg["use_margin"]) and not multihead,
                                   source=str(ctx.input_dir("pairs") / "dataset"))
     log.info(f"reward: train pairs: {report.summary()}")
     if not rows:

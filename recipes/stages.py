@@ -48,7 +48,7 @@ _SPECS = (
               input_paths=("sft.data.source",), config_keys=("model", "sft", "seed"), in_pipeline=True,
               runs_when=_dpo_starts_from_sft),
     StageSpec("generate", "recipes.generate", "select client prompts, generate candidate replies from the pool",
-              input_paths=("data.prompts", "generate.pool[*].system_prompt_file"),
+              input_paths=("data.prompts",),
               config_keys=("model", "data", "generate", "seed"), in_pipeline=True),
     StageSpec("calibrate", "recipes.calibrate", "the judge's agreement with human preferences (CounselChat val)",
               input_paths=("calibration.source",), config_keys=("calibration", "judge", "principles", "device", "seed"),

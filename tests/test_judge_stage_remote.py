@@ -168,7 +168,9 @@ def test_api_key_never_reaches_outputs_configs_or_logs(tmp_path, capsys, caplog)
 def test_missing_base_url_and_unset_key_are_one_line_errors(tmp_path, capsys, monkeypatch):
     write_generate_output(tmp_path / "r")
     base = [f"output_root={tmp_path}", "run=r", "judge=openai_compatible", f"judge.api_key_env={KEY_ENV}"]
-    assert judge_stage.main([*base, "judge.base_url=null"]) == 2
+    assert judge_stage.main([*base, "judge.base_url=null"]) == 2  # refused by the schema, when composed
+    assert "config: judge.base_url=null is not set" in capsys.readouterr().err
+    assert judge_stage.main([*base, "judge.base_url="]) == 2  # empty: refused when the judge is built
     assert "judge.base_url: not set" in capsys.readouterr().err
     monkeypatch.delenv(KEY_ENV)
     assert judge_stage.main([*base, "judge.base_url=http://127.0.0.1:9/v1"]) == 2

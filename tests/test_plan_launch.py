@@ -7,10 +7,12 @@ import subprocess
 from pathlib import Path
 
 import pytest
+from omegaconf import OmegaConf
 
 import recipes.commands.plan as plan_recipe
 import recipes.dpo as dpo_recipe
 from recipes._entry import PROJECT_ROOT, compose_config
+from recipes.config_schema import DPOOptions
 from rewards.errors import UserError
 from rewards.training.plan import Architecture, estimate_memory, load_architecture, zero_settings
 
@@ -28,8 +30,8 @@ def test_parameter_count_matches_real_models(tiny_model):
 
 
 def test_zero_stages_shard_memory():
-    train = {"bf16": True, "peft": "none", "per_device_train_batch_size": 2, "max_length": 1024,
-             "gradient_checkpointing": True}
+    train = {**OmegaConf.to_container(OmegaConf.structured(DPOOptions)), "bf16": True, "peft": "none",
+             "per_device_train_batch_size": 2, "max_length": 1024, "gradient_checkpointing": True}
     by_stage = [estimate_memory(LLAMA3_8B, train, zero_settings(PROJECT_ROOT / path, PROJECT_ROOT), 8, "dpo").total
                 for path in ("accelerate_config.yaml", "configs/accelerate/zero2.yaml", "configs/accelerate/zero3.yaml",
                              "configs/accelerate/zero3_offload.yaml")]

@@ -3,11 +3,9 @@
 import json
 
 import pytest
-from omegaconf import OmegaConf
 
 from recipes import cli, generate
-from recipes._entry import compose_config, run_stage
-from recipes.option_types import option_errors
+from recipes._entry import check_command_options, compose_config, run_stage
 from recipes.stages import STAGES, pipeline_names, stages_of_command, upstream
 from rewards.errors import UserError
 from tests.conftest import tiny_overrides
@@ -79,14 +77,15 @@ def test_option_types_are_checked_for_the_stages_a_command_runs():
         compose_config(["dpo.learning_rate=abc"])  # typed groups (recipes/config_schema.py) fail when composed
     with pytest.raises(UserError, match=r"^config: reward.max_steps=6.5 is not an integer"):
         compose_config(["reward.max_steps=6.5"])
-    cfg = compose_config(["pairs.margin=null"])
-    assert option_errors(cfg, ["pairs"]) == ["pairs.margin=None is not a number"]
-    cfg = compose_config(["principles.weights.clarity=high"])
-    assert option_errors(cfg, ["principles"]) == ["principles.weights.clarity='high' is not a number"]
+    with pytest.raises(UserError, match=r"^config: pairs.margin=null is not set \(it cannot be null\)"):
+        compose_config(["pairs.margin=null"])  # every section is typed (CounselAlignConfig), not only the groups
+    with pytest.raises(UserError, match=r"^config: principles.weights.clarity='high' is not a number"):
+        compose_config(["principles.weights.clarity=high"])
+    with pytest.raises(UserError, match=r"^config: generate.pool\[\*\].num_samples='two' is not an integer"):
+        compose_config(["generate.pool=[{name: a, model: m, num_samples: two}]"])
     good = compose_config([])
-    assert option_errors(good, [k for s in STAGES.values() for k in s.config_keys]) == []
-    pool = OmegaConf.create({"generate": {"pool": [{"num_samples": "two"}]}})
-    assert option_errors(pool, ["generate"]) == ["generate.pool[0].num_samples='two' is not an integer"]
+    for command in ("pipeline", *(spec.cli_name for spec in STAGES.values())):
+        check_command_options(good, command)
 
 
 def test_weights_override_by_principle_id_works_as_documented():

@@ -20,7 +20,7 @@ def _train_pairs(cfg: DictConfig) -> tuple[int, str]:
     if cfg.distributed.train_pairs:
         return int(cfg.distributed.train_pairs), "distributed.train_pairs"
     per_prompt = sum(int(m.num_samples) for m in cfg.generate.pool)
-    prompts = cfg.data.get("max_train_prompts") or 0
+    prompts = cfg.data.max_train_prompts or 0
     guess = int(prompts) * per_prompt * (per_prompt - 1) // 2
     return guess, f"upper bound: {prompts} prompts x all pairs of {per_prompt} candidates"
 
@@ -28,11 +28,11 @@ def _train_pairs(cfg: DictConfig) -> tuple[int, str]:
 def _stage_plan(name: str, section: str, cfg: DictConfig, arch, zero: dict, gpus: int, pairs: int) -> dict:
     train_cfg = OmegaConf.to_container(cfg[section], resolve=True)
     memory = estimate_memory(arch, train_cfg, zero, gpus, stage=name)
-    full_reference = name == "dpo" and not train_cfg.get("precompute_ref_log_probs")
+    full_reference = name == "dpo" and not train_cfg["precompute_ref_log_probs"]
     budget = token_budget(pairs, train_cfg, gpus, arch.parameters(), reference_forward=full_reference)
     peak = float(cfg.distributed.gpu_peak_tflops) * 1e12 * float(cfg.distributed.mfu) * gpus
     hours = budget["train_flops"] / peak / 3600 if peak else float("nan")
-    return {"stage": name, "peft": train_cfg.get("peft"), "memory_gib": memory.as_gib(), "budget": budget,
+    return {"stage": name, "peft": train_cfg["peft"], "memory_gib": memory.as_gib(), "budget": budget,
             "hours": hours, "fits": memory.total <= float(cfg.distributed.gpu_memory_gib) * GIB}
 
 

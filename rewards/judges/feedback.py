@@ -128,9 +128,12 @@ FEEDBACK_QUESTION = (
 
 
 def remote_feedback(rubric: Rubric, client: str, reply: str, weights: dict[str, float], *, base_url: str,
-                    model: str, api_key_env: str, timeout: float = 60, max_retries: int = 3,
+                    model: str, api_key_env: str, timeout: float = 60, max_retries: int = 5,
                     temperature: float = 0.0) -> Feedback:
-    """One JSON-schema request to an OpenAI-compatible endpoint; a bad or missing answer is a one-line UserError."""
+    """One JSON-schema request to an OpenAI-compatible endpoint; a bad or missing answer is a one-line UserError.
+
+    The defaults are those of ``judge=openai_compatible`` (recipes/config_schema.py OpenAICompatibleJudgeOptions).
+    """
     import openai
 
     api_key = os.environ.get(api_key_env)

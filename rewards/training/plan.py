@@ -67,7 +67,7 @@ class Architecture:
 
 def load_architecture(model_cfg: dict, resolve_path) -> Architecture:
     """``model.architecture`` from the config if given, else the local ``config.json`` of model.name_or_path."""
-    if model_cfg.get("architecture"):
+    if model_cfg["architecture"]:
         return Architecture.from_dict(dict(model_cfg["architecture"]), "model.architecture")
     name = str(model_cfg["name_or_path"])
     local = Path(name)
@@ -126,13 +126,16 @@ class MemoryEstimate:
 
 
 def estimate_memory(arch: Architecture, train_cfg: dict, zero: dict, gpus: int, stage: str) -> MemoryEstimate:
-    """Per-GPU memory of a DPO (``stage='dpo'``) or reward-model (``'reward'``) training run."""
+    """Per-GPU memory of a DPO (``stage='dpo'``) or reward-model (``'reward'``) training run.
+
+    ``train_cfg`` holds every option of the stage's section (the CLI passes the whole typed section).
+    """
     params = arch.parameters()
-    half = bool(train_cfg.get("bf16")) or str(train_cfg.get("dtype")) in ("bfloat16", "float16")
+    half = bool(train_cfg["bf16"]) or str(train_cfg["dtype"]) in ("bfloat16", "float16")
     weight_bytes = 2 if half else 4
-    peft = train_cfg.get("peft", "none") not in (None, "none")
-    trained = arch.lora_parameters(int(train_cfg.get("lora", {}).get("r", 16))) if peft else params
-    if train_cfg.get("peft") == "qlora":
+    peft = train_cfg["peft"] not in (None, "none")
+    trained = arch.lora_parameters(int(train_cfg["lora"]["r"])) if peft else params
+    if train_cfg["peft"] == "qlora":
         weight_bytes = 0.5
     grad_bytes, optim_bytes = (2, 12) if half else (4, 8)
     stage_n = zero["stage"]
@@ -145,14 +148,14 @@ def estimate_memory(arch: Architecture, train_cfg: dict, zero: dict, gpus: int, 
     optimizer = 0.0 if zero["offload_optimizer"] else trained * optim_bytes / shard_o
     gradients = trained * grad_bytes / shard_g
     reference = 0.0
-    if stage == "dpo" and not peft and not train_cfg.get("precompute_ref_log_probs"):
+    if stage == "dpo" and not peft and not train_cfg["precompute_ref_log_probs"]:
         reference = params * weight_bytes / (gpus if stage_n >= 3 else 1)  # TRL shards the reference only under ZeRO-3
-    sequences = int(train_cfg.get("per_device_train_batch_size", 1)) * (2 if stage in ("dpo", "reward") else 1)
-    tokens = sequences * int(train_cfg.get("max_length", 1024))
+    sequences = int(train_cfg["per_device_train_batch_size"]) * (2 if stage in ("dpo", "reward") else 1)
+    tokens = sequences * int(train_cfg["max_length"])
     act_bytes = 2 if half else 4
     layer_inputs = tokens * arch.hidden_size * act_bytes * arch.num_hidden_layers
     one_layer = tokens * (34 * arch.hidden_size + 4 * arch.intermediate_size) * act_bytes / 2
-    if not train_cfg.get("gradient_checkpointing"):
+    if not train_cfg["gradient_checkpointing"]:
         layer_inputs, one_layer = 0.0, one_layer * arch.num_hidden_layers
     logits = 2 * tokens * arch.vocab_size * 4 if stage == "dpo" else tokens * arch.hidden_size * 4
     return MemoryEstimate(weights=weights, gradients=gradients, optimizer=optimizer, reference=reference,
@@ -161,13 +164,12 @@ def estimate_memory(arch: Architecture, train_cfg: dict, zero: dict, gpus: int, 
 
 def token_budget(train_pairs: int, train_cfg: dict, gpus: int, params: int, reference_forward: bool) -> dict:
     """Steps, upper-bound tokens (every sequence at max_length) and training FLOPs for one stage."""
-    per_step = (int(train_cfg.get("per_device_train_batch_size", 1)) * gpus
-                * int(train_cfg.get("gradient_accumulation_steps", 1)))
-    epochs = float(train_cfg.get("num_train_epochs", 1))
+    per_step = int(train_cfg["per_device_train_batch_size"]) * gpus * int(train_cfg["gradient_accumulation_steps"])
+    epochs = float(train_cfg["num_train_epochs"])
     steps = math.ceil(train_pairs / per_step) * epochs if train_pairs else 0
-    if int(train_cfg.get("max_steps", -1)) > 0:
+    if int(train_cfg["max_steps"]) > 0:
         steps = int(train_cfg["max_steps"])
-    tokens = int(steps * per_step * 2 * int(train_cfg.get("max_length", 1024)))  # chosen + rejected
+    tokens = int(steps * per_step * 2 * int(train_cfg["max_length"]))  # chosen + rejected
     flops = 6 * params * tokens + (2 * params * tokens if reference_forward else 0)  # DPO: + reference forward
     return {"pairs": train_pairs, "pairs_per_step": per_step, "steps": int(steps), "max_tokens": tokens,
             "train_flops": float(flops)}
