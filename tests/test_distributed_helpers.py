@@ -7,21 +7,14 @@ import os
 import time
 
 from rewards.distributed import stale_build_locks
-from rewards.training.arguments import training_arguments
+from rewards.training.arguments import TRAINING_KEYS, training_arguments
 
-
-@dataclasses.dataclass
-class RecordedArguments:
-    """Stands in for DPOConfig: with ddp_backend set, the real one joins a process group as it is built."""
-
-    output_dir: str
-    report_to: list
-    seed: int
-    save_strategy: str
-    eval_strategy: str
-    use_cpu: bool
-    disable_tqdm: bool
-    ddp_backend: str | None = None
+# Stands in for DPOConfig: with ddp_backend set, the real one joins a process group as it is built. It takes every
+# shared training option, since a partial dict is completed with TrainingOptions' defaults.
+RecordedArguments = dataclasses.make_dataclass(
+    "RecordedArguments",
+    [("output_dir", str), ("report_to", list), ("seed", int), ("save_strategy", str), ("eval_strategy", str),
+     ("use_cpu", bool), ("disable_tqdm", bool), *[(key, object, None) for key in TRAINING_KEYS]])
 
 
 def make_lock(root, *parts: str, age_s: float):

@@ -20,6 +20,7 @@ from rewards.reward_models.data import response_text
 from rewards.reward_models.scorer import RewardScorer, pairwise_accuracy
 from rewards.reward_models.training import load_score_model
 from rewards.training.arguments import build_lora_config, training_arguments
+from rewards.training.options import RewardOptions, options_dict
 
 
 def principle_bt_loss(chosen: torch.Tensor, rejected: torch.Tensor, diff: torch.Tensor,
@@ -88,9 +89,13 @@ class MultiHeadRewardTrainer(Trainer):
 def train_multihead_reward_model(model_path: str, tokenizer, train_rows: list[dict], principle_ids: Sequence[str],
                                  train_cfg: dict, output_dir: str | Path, report_to: list[str], seed: int = 0,
                                  trust_remote_code: bool = False) -> MultiHeadRewardTrainer:
-    """A trainer for one head per principle; ``train_rows`` come from ``tokenize_pairs(..., principle_ids=...)``."""
+    """A trainer for one head per principle; ``train_rows`` come from ``tokenize_pairs(..., principle_ids=...)``.
+
+    ``train_cfg``: the reward options (``RewardOptions``); those not given take its defaults."""
     from datasets import Dataset
     from transformers import set_seed
+
+    train_cfg = options_dict(RewardOptions, train_cfg, "reward")
 
     set_seed(seed)
     model = load_score_model(model_path, train_cfg, tokenizer.pad_token_id, labels=principle_ids,
@@ -107,8 +112,8 @@ def train_multihead_reward_model(model_path: str, tokenizer, train_rows: list[di
         args=args,
         train_dataset=Dataset.from_list(train_rows),
         data_collator=MultiHeadCollator(tokenizer.pad_token_id),
-        margin_scale=float(train_cfg.get("margin_scale") or 0.0),
-        center_rewards_coefficient=train_cfg.get("center_rewards_coefficient"),
+        margin_scale=float(train_cfg["margin_scale"]),
+        center_rewards_coefficient=train_cfg["center_rewards_coefficient"],
     )
 
 

@@ -9,6 +9,7 @@ from typing import Any
 
 from rewards.distributed import deepspeed_requested, default_ddp_backend, warn_about_stale_build_locks
 from rewards.errors import UserError
+from rewards.training.options import training_options
 
 PEFT_MODES = ("none", "lora", "qlora")
 FULL_OR_LORA = {"reward": "reward=lora or reward=full", "dpo": "dpo=lora or dpo=full"}
@@ -18,7 +19,7 @@ def qlora_quantization_config(train_cfg, section: str = "dpo"):
     """A 4-bit nf4 ``BitsAndBytesConfig`` when ``<section>.peft`` is 'qlora' (needs CUDA), else None."""
     import torch
 
-    peft = train_cfg.get("peft") or "none"
+    peft = training_options(train_cfg)["peft"]
     if peft not in PEFT_MODES:
         raise UserError(f"{section}.peft: {peft!r} is not one of {list(PEFT_MODES)}")
     if peft != "qlora":
@@ -41,25 +42,28 @@ TRAINING_KEYS = (
 
 
 def build_lora_config(train_cfg: dict, task_type: str):
-    """A peft ``LoraConfig`` when ``dpo.peft`` is 'lora' or 'qlora', else None (full fine-tuning)."""
-    if train_cfg.get("peft", "none") in (None, "none"):
+    """A peft ``LoraConfig`` when ``peft`` is 'lora' (the default) or 'qlora', else None (full fine-tuning)."""
+    train_cfg = training_options(train_cfg)
+    if train_cfg["peft"] in (None, "none"):
         return None
     from peft import LoraConfig
 
-    lora = train_cfg.get("lora", {})
+    lora = train_cfg["lora"]
     return LoraConfig(
         task_type=task_type,
-        r=lora.get("r", 16),
-        lora_alpha=lora.get("alpha", 32),
-        lora_dropout=lora.get("dropout", 0.0),
-        target_modules=lora.get("target_modules", "all-linear"),
+        r=lora["r"],
+        lora_alpha=lora["alpha"],
+        lora_dropout=lora["dropout"],
+        target_modules=lora["target_modules"],
     )
 
 
 def training_arguments(config_cls, train_cfg: dict, output_dir: str | Path, report_to: list[str], seed: int,
                        extra: dict[str, Any] | None = None):
-    """Build a TRL config (``DPOConfig``, ``RewardConfig``…) from a plain dict of our train options."""
-    kwargs = {key: train_cfg[key] for key in TRAINING_KEYS if train_cfg.get(key) is not None}
+    """Build a TRL config (``DPOConfig``, ``RewardConfig``…) from a plain dict of our train options (missing ones take
+    ``TrainingOptions``' defaults; an option set to None is left to the TRL config's own default)."""
+    train_cfg = training_options(train_cfg)
+    kwargs = {key: train_cfg[key] for key in TRAINING_KEYS if train_cfg[key] is not None}
     kwargs.update({k: v for k, v in (extra or {}).items() if v is not None})
     if "ddp_backend" not in kwargs and (backend := default_ddp_backend()) is not None:
         kwargs["ddp_backend"] = backend  # DeepSpeed without CUDA
@@ -75,7 +79,7 @@ def training_arguments(config_cls, train_cfg: dict, output_dir: str | Path, repo
         seed=seed,
         save_strategy="steps",
         eval_strategy="no",
-        use_cpu=train_cfg.get("use_cpu", False),
+        use_cpu=train_cfg["use_cpu"],
         disable_tqdm=False,
         **kwargs,
     )
@@ -88,8 +92,9 @@ def load_model_for_training(auto_class, model_path: str, train_cfg, section: str
 
     from rewards.models import resolve_model_path, torch_dtype  # torch: imported when a model is loaded
 
+    train_cfg = training_options(train_cfg)
     quant = qlora_quantization_config(train_cfg, section)
-    kwargs = {"dtype": torch_dtype(train_cfg.get("dtype")), "use_safetensors": True, **kwargs}
+    kwargs = {"dtype": torch_dtype(train_cfg["dtype"]), "use_safetensors": True, **kwargs}
     if quant is not None:
         kwargs.update(quantization_config=quant, device_map={"": torch.cuda.current_device()})
     model = auto_class.from_pretrained(resolve_model_path(model_path), **kwargs)
@@ -97,7 +102,7 @@ def load_model_for_training(auto_class, model_path: str, train_cfg, section: str
         from peft import prepare_model_for_kbit_training
 
         model = prepare_model_for_kbit_training(
-            model, use_gradient_checkpointing=bool(train_cfg.get("gradient_checkpointing")))
+            model, use_gradient_checkpointing=bool(train_cfg["gradient_checkpointing"]))
     return model
 
 

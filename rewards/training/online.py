@@ -10,14 +10,16 @@ import torch
 
 from rewards.errors import UserError
 from rewards.training.arguments import training_arguments, trl_trainer
+from rewards.training.options import GRPOOptions, RLOOOptions, options_dict
 from rewards.training.policy import load_policy_model
 
-# Options of ours passed to GRPOConfig / RLOOConfig when set (each YAML sets only what its trainer supports).
+# Options of ours passed to GRPOConfig / RLOOConfig when set (GRPOOptions / RLOOOptions: each has only what its
+# trainer supports).
 ONLINE_KEYS = ("beta", "num_generations", "max_completion_length", "temperature", "top_p", "num_iterations",
                "epsilon", "loss_type", "scale_rewards", "normalize_advantages", "mask_truncated_completions",
                "generation_batch_size", "steps_per_generation", "log_completions", "vllm_mode",
                "vllm_gpu_memory_utilization")
-METHODS = ("grpo", "rloo")
+METHODS = {"grpo": GRPOOptions, "rloo": RLOOOptions}
 
 
 def want_vllm(setting: object) -> bool:
@@ -44,7 +46,9 @@ def prompt_dataset(prompts: Sequence[dict]):
 def build_online_trainer(method: str, model_path: str, tokenizer, train_dataset, reward_fn: Callable,
                          train_cfg: dict, output_dir: str | Path, report_to: list[str], seed: int = 0,
                          callbacks=None):
-    """A GRPOTrainer or RLOOTrainer; with LoRA the KL reference (``beta`` > 0) is the base with the adapter off."""
+    """A GRPOTrainer or RLOOTrainer; with LoRA the KL reference (``beta`` > 0) is the base with the adapter off.
+
+    ``train_cfg``: the grpo or rloo options (``GRPOOptions`` / ``RLOOOptions``); those not given take its defaults."""
     if method not in METHODS:
         raise UserError(f"method: {method!r} is not one of {list(METHODS)}")
     if method == "grpo":
@@ -53,9 +57,10 @@ def build_online_trainer(method: str, model_path: str, tokenizer, train_dataset,
     else:
         from trl import RLOOConfig as Config
         from trl import RLOOTrainer as Trainer
-    extra = {key: train_cfg.get(key) for key in ONLINE_KEYS}
-    extra["use_vllm"] = want_vllm(train_cfg.get("use_vllm", "auto"))
-    if extra["use_vllm"] and not extra.get("vllm_mode"):
+    train_cfg = options_dict(METHODS[method], train_cfg, method)
+    extra = {key: train_cfg[key] for key in ONLINE_KEYS if key in train_cfg}
+    extra["use_vllm"] = want_vllm(train_cfg["use_vllm"])
+    if extra["use_vllm"] and not extra["vllm_mode"]:
         extra["vllm_mode"] = "colocate"  # one process shares the GPU between training and generation
     args = training_arguments(Config, train_cfg, output_dir, report_to, seed, extra=extra)
     model = load_policy_model(model_path, train_cfg)

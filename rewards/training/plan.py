@@ -16,6 +16,7 @@ from pathlib import Path
 import yaml
 
 from rewards.errors import UserError
+from rewards.training.options import STAGE_OPTIONS, options_dict, training_options
 
 GIB = 1024**3
 ARCH_KEYS = ("hidden_size", "intermediate_size", "num_hidden_layers", "num_attention_heads", "vocab_size")
@@ -128,8 +129,9 @@ class MemoryEstimate:
 def estimate_memory(arch: Architecture, train_cfg: dict, zero: dict, gpus: int, stage: str) -> MemoryEstimate:
     """Per-GPU memory of a DPO (``stage='dpo'``) or reward-model (``'reward'``) training run.
 
-    ``train_cfg`` holds every option of the stage's section (the CLI passes the whole typed section).
+    ``train_cfg``: the stage's options (``DPOOptions`` / ``RewardOptions``); those not given take its defaults.
     """
+    train_cfg = options_dict(STAGE_OPTIONS[stage], train_cfg, stage)
     params = arch.parameters()
     half = bool(train_cfg["bf16"]) or str(train_cfg["dtype"]) in ("bfloat16", "float16")
     weight_bytes = 2 if half else 4
@@ -164,6 +166,7 @@ def estimate_memory(arch: Architecture, train_cfg: dict, zero: dict, gpus: int, 
 
 def token_budget(train_pairs: int, train_cfg: dict, gpus: int, params: int, reference_forward: bool) -> dict:
     """Steps, upper-bound tokens (every sequence at max_length) and training FLOPs for one stage."""
+    train_cfg = training_options(train_cfg)
     per_step = int(train_cfg["per_device_train_batch_size"]) * gpus * int(train_cfg["gradient_accumulation_steps"])
     epochs = float(train_cfg["num_train_epochs"])
     steps = math.ceil(train_pairs / per_step) * epochs if train_pairs else 0

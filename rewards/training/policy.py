@@ -7,6 +7,7 @@ from pathlib import Path
 from rewards.errors import UserError
 from rewards.log import get_logger
 from rewards.training.arguments import load_model_for_training, training_arguments, trl_trainer
+from rewards.training.options import DPOOptions, options_dict, training_options
 from rewards.training.trl_compat import score_labelled_positions_only_on_eager_devices
 
 log = get_logger(__name__)
@@ -27,14 +28,17 @@ def check_loss_type(loss_type: str | list[str] | None) -> None:
 
 def build_dpo_trainer(model_path: str, tokenizer, train_dataset, train_cfg: dict, output_dir: str | Path,
                       report_to: list[str], seed: int = 0, eval_dataset=None, callbacks=None, tune: bool = True):
-    """A DPOTrainer; with LoRA the reference is the base model with the adapter disabled (no copy)."""
+    """A DPOTrainer; with LoRA the reference is the base model with the adapter disabled (no copy).
+
+    ``train_cfg``: the dpo options (``DPOOptions``); those not given take its defaults."""
     from trl import DPOConfig, DPOTrainer
 
-    check_loss_type(train_cfg.get("loss_type"))
+    train_cfg = options_dict(DPOOptions, train_cfg, "dpo")
+    check_loss_type(train_cfg["loss_type"])
     model = load_policy_model(model_path, train_cfg)
-    extra = {key: train_cfg.get(key) for key in DPO_KEYS}
+    extra = {key: train_cfg[key] for key in DPO_KEYS}
     for key in ("loss_type", "loss_weights"):
-        if isinstance(extra.get(key), list | tuple):
+        if isinstance(extra[key], list | tuple):
             extra[key] = list(extra[key])
     args = training_arguments(DPOConfig, train_cfg, output_dir, report_to, seed, extra=extra)
     trainer = trl_trainer(DPOTrainer, model, args, tokenizer, train_dataset, train_cfg, ref_model=None,
@@ -64,7 +68,8 @@ def load_policy_model(model_path: str, train_cfg: dict):
     """The policy from safetensors; in 4-bit nf4 on the GPU for ``peft: qlora`` (prepared for k-bit training)."""
     from transformers import AutoModelForCausalLM
 
-    return load_model_for_training(AutoModelForCausalLM, model_path, train_cfg, train_cfg.get("method", "dpo"))
+    train_cfg = training_options(train_cfg)
+    return load_model_for_training(AutoModelForCausalLM, model_path, train_cfg, train_cfg["method"])
 
 
 def tune_for_device(trainer) -> list[str]:

@@ -16,6 +16,7 @@ from rewards.artifacts import atomic_replace_dir, sha256_file
 from rewards.errors import UserError
 from rewards.human_prefs import HELD_OUT_SPLITS, RankedColumns, _check_keys, _digest, group_answers, read_table
 from rewards.training.arguments import training_arguments, trl_trainer
+from rewards.training.options import KTOOptions, SFTOptions, options_dict
 
 COUNSELCHAT_FILE = "counsel_chat.csv"
 SFT_KEYS = ("max_length", "completion_only_loss", "packing", "assistant_only_loss", "pad_to_multiple_of")
@@ -118,26 +119,32 @@ def _subsample(examples: list[dict], n: int | None, seed: int) -> list[dict]:
 
 def build_sft_trainer(model_path: str, tokenizer, train_dataset, train_cfg: dict, output_dir: str | Path,
                       report_to: list[str], seed: int = 0, callbacks=None):
-    """A TRL SFTTrainer on conversational prompt/completion rows (loss on the completion only); LoRA by default."""
+    """A TRL SFTTrainer on conversational prompt/completion rows (loss on the completion only); LoRA by default.
+
+    ``train_cfg``: the sft options (``SFTOptions``); those not given take its defaults."""
     from trl import SFTConfig, SFTTrainer
 
     from rewards.training.policy import load_policy_model
 
+    train_cfg = options_dict(SFTOptions, train_cfg, "sft")
     args = training_arguments(SFTConfig, train_cfg, output_dir, report_to, seed,
-                              extra={key: train_cfg.get(key) for key in SFT_KEYS})
+                              extra={key: train_cfg[key] for key in SFT_KEYS})
     return trl_trainer(SFTTrainer, load_policy_model(model_path, train_cfg), args, tokenizer, train_dataset, train_cfg,
                        callbacks=callbacks)
 
 
 def build_kto_trainer(model_path: str, tokenizer, train_dataset, train_cfg: dict, output_dir: str | Path,
                       report_to: list[str], seed: int = 0, callbacks=None):
-    """A TRL KTOTrainer on prompt/completion/label rows; with LoRA the reference is the base with the adapter off."""
+    """A TRL KTOTrainer on prompt/completion/label rows; with LoRA the reference is the base with the adapter off.
+
+    ``train_cfg``: the kto options (``KTOOptions``); those not given take its defaults."""
     from trl import KTOConfig, KTOTrainer
 
     from rewards.training.policy import load_policy_model
 
+    train_cfg = options_dict(KTOOptions, train_cfg, "kto")
     args = training_arguments(KTOConfig, train_cfg, output_dir, report_to, seed,
-                              extra={key: train_cfg.get(key) for key in KTO_KEYS})
+                              extra={key: train_cfg[key] for key in KTO_KEYS})
     return trl_trainer(KTOTrainer, load_policy_model(model_path, train_cfg), args, tokenizer, train_dataset, train_cfg,
                        ref_model=None, callbacks=callbacks)
 
