@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import json
+
 from omegaconf import DictConfig
 
 from recipes._entry import StageContext, entry, run_stage
 from recipes.evaluation_page import evaluation_sections, load_histories
-from recipes.stages import stage_spec
+from recipes.stages import pipeline_stages, stage_spec
 from rewards.artifacts import atomic_write_bytes, atomic_write_json, atomic_write_text, read_jsonl, read_manifest
 from rewards.judges.agreement import judge_warning
 from rewards.judges.probes import judge_checks
@@ -23,6 +25,7 @@ from rewards.reporting.report import (
     render_judge_checks,
     render_markdown,
 )
+from rewards.reporting.validity import VALIDITY_NOTE, render_validity, validity_metrics, validity_rows
 
 log = get_logger(__name__)
 
@@ -30,8 +33,15 @@ PROBES_PLOT = "probes.png"
 CALIBRATION_KEYS = ("judge_agreement", "judge_agreement_ci", "judge_length_baseline", "position_consistency")
 
 
+def inputs(cfg: DictConfig) -> list[str]:
+    """The registry's inputs, plus the stages this configuration runs only sometimes (sft, reward_eval): their
+    time and figures are in the report, and a run without them keeps its fingerprint."""
+    declared = list(stage_spec("report").input_stages)
+    return [spec.name for spec in pipeline_stages(cfg) if spec.name in declared or spec.runs_when is not None]
+
+
 def work(ctx: StageContext) -> dict:
-    manifests = {stage: read_manifest(ctx.input_dir(stage)) for stage in stage_spec("report").input_stages}
+    manifests = {stage: read_manifest(ctx.input_dir(stage)) for stage in inputs(ctx.cfg)}
     counts = {stage: m["counts"] for stage, m in manifests.items()}
     evaluation = manifests["evaluate"]["metrics"]
     reward = manifests["reward"]["metrics"]
@@ -58,6 +68,8 @@ def work(ctx: StageContext) -> dict:
     metrics |= {key: checks[key] for key in ("probe_detection", "probe_detection_by_principle",
                                              "probe_weakest_principle", "judge_agreement")}
     metrics |= {key: manifests["calibrate"]["metrics"].get(key) for key in CALIBRATION_KEYS}  # this run's judge
+    metrics |= validity_metrics(manifests["calibrate"]["metrics"], reward_model_on_people(ctx, manifests),
+                                evaluation.get("comparisons", {}))
     atomic_write_bytes(ctx.dir / PROBES_PLOT, (ctx.input_dir("probes") / "detection.png").read_bytes())
     judged = read_jsonl(ctx.input_dir("judge") / "judged.jsonl")
     rows = read_jsonl(ctx.input_dir("evaluate") / "eval.jsonl")
@@ -84,8 +96,9 @@ def work(ctx: StageContext) -> dict:
     atomic_write_json(ctx.dir / "metrics.json", metrics)
     sections = evaluation_sections(ctx.dir, evaluation, rows, load_histories(ctx.run_dir))
     atomic_write_text(ctx.dir / "report.md", render_markdown(ctx.cfg.run, metrics, extra)
-                      + "\n" + render_judge_checks(checks, PROBES_PLOT) + "\n" + render_sections_markdown(sections))
-    write_html(ctx, metrics, extra, [judge_section(checks), *sections])
+                      + "\n" + render_validity(metrics) + "\n" + render_judge_checks(checks, PROBES_PLOT) + "\n"
+                      + render_sections_markdown(sections))
+    write_html(ctx, metrics, extra, [*validity_section(metrics), judge_section(checks), *sections])
     log.info(f"report: {ctx.dir / 'report.html'} and report.md")
     return {"counts": {"n_plots": len(list(ctx.dir.glob("*.png")))}, "metrics": metrics}
 
@@ -108,6 +121,21 @@ def write_html(ctx: StageContext, metrics: dict, extra: dict, sections: list[Sec
                                                            [*warning, headline, *sections, *extras], ctx.dir))
 
 
+def reward_model_on_people(ctx: StageContext, manifests: dict) -> dict | None:
+    """reward_eval's CounselChat figures (accuracy, question-level interval, length-only), when it ran."""
+    if "reward_eval" not in manifests:
+        return None
+    return json.loads((ctx.input_dir("reward_eval") / "metrics.json").read_text()).get("counselchat")
+
+
+def validity_section(metrics: dict) -> list[Section]:
+    rows = validity_rows(metrics)
+    if not rows:
+        return []
+    return [Section("Validity: each figure beside its baseline", VALIDITY_NOTE,
+                    ["figure", "value [95% CI]", "baseline", "n"], rows)]
+
+
 def _agreement_cell(metrics: dict) -> str:
     if metrics["judge_agreement"] is None:
         return "not measured"
@@ -126,7 +154,7 @@ def judge_section(checks: dict) -> Section:
 
 
 def run(cfg: DictConfig) -> dict:
-    return run_stage(cfg, "report", work)
+    return run_stage(cfg, "report", work, inputs=inputs(cfg))
 
 
 main = entry("report", run)
