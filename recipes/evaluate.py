@@ -80,6 +80,9 @@ def run_checkpoint(cfg: DictConfig) -> dict:
     if not checkpoint.is_dir():
         raise UserError(f"evaluate.checkpoint: {checkpoint} is not a folder; pull it first with "
                         "`counsel-align pull <hub-id|path> --to DIR`")
+    if RUN_SFT in references(cfg):
+        raise UserError("evaluate.extra_references: 'sft' is a run's sft stage model, and an exported checkpoint has "
+                        "none; give the SFT checkpoint folder instead")
     base = checkpoint_base_model(checkpoint)
     with open_dict(cfg):
         cfg.evaluate.checkpoint = str(checkpoint)

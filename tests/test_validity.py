@@ -149,3 +149,10 @@ def test_an_extra_reference_that_is_no_model_or_file_is_refused_naming_the_key(t
     with pytest.raises(UserError, match="evaluate.extra_references: .*nowhere"):
         check_evaluate_config(compose_config([f"evaluate.extra_references=[{tmp_path}/nowhere]"]))
 
+
+
+def test_sft_as_a_reference_of_an_exported_checkpoint_is_refused_before_any_work(tmp_path):
+    with pytest.raises(UserError, match="'sft' is a run's sft stage model"):
+        evaluate.run(compose_config([f"evaluate.checkpoint={tmp_path}", "evaluate.extra_references=[sft]",
+                                     f"output_root={tmp_path}"]))
+    assert not (tmp_path / "quickstart" / "evaluate").exists()
