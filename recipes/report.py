@@ -7,6 +7,7 @@ import json
 from omegaconf import DictConfig
 
 from recipes._entry import StageContext, entry, run_stage
+from recipes.calibrate import CALIBRATION_FILE
 from recipes.evaluation_page import evaluation_sections, load_histories
 from recipes.stages import pipeline_stages, stage_spec
 from rewards.artifacts import atomic_write_bytes, atomic_write_json, atomic_write_text, read_jsonl, read_manifest
@@ -68,8 +69,8 @@ def work(ctx: StageContext) -> dict:
     metrics |= {key: checks[key] for key in ("probe_detection", "probe_detection_by_principle",
                                              "probe_weakest_principle", "judge_agreement")}
     metrics |= {key: manifests["calibrate"]["metrics"].get(key) for key in CALIBRATION_KEYS}  # this run's judge
-    metrics |= validity_metrics(manifests["calibrate"]["metrics"], reward_model_on_people(ctx, manifests),
-                                evaluation.get("comparisons", {}))
+    metrics |= validity_metrics(manifests["calibrate"]["metrics"], judge_pairwise_on_people(ctx),
+                                reward_model_on_people(ctx, manifests), evaluation.get("comparisons", {}))
     atomic_write_bytes(ctx.dir / PROBES_PLOT, (ctx.input_dir("probes") / "detection.png").read_bytes())
     judged = read_jsonl(ctx.input_dir("judge") / "judged.jsonl")
     rows = read_jsonl(ctx.input_dir("evaluate") / "eval.jsonl")
@@ -126,6 +127,12 @@ def reward_model_on_people(ctx: StageContext, manifests: dict) -> dict | None:
     if "reward_eval" not in manifests:
         return None
     return json.loads((ctx.input_dir("reward_eval") / "metrics.json").read_text()).get("counselchat")
+
+
+def judge_pairwise_on_people(ctx: StageContext) -> dict | None:
+    """The judge's both-orders agreement on the calibration pairs (with ``calibration.pairwise``), else None."""
+    path = ctx.input_dir("calibrate") / CALIBRATION_FILE
+    return json.loads(path.read_text())["report"].get("pairwise") if path.exists() else None
 
 
 def validity_section(metrics: dict) -> list[Section]:

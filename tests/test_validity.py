@@ -120,7 +120,8 @@ def test_the_pipeline_runs_sft_and_reward_eval_and_compares_with_base_and_sft(va
 def test_the_report_shows_each_validity_figure_beside_its_baseline(validity_run):
     run_dir, _ = validity_run
     metrics = json.loads((run_dir / "report" / "metrics.json").read_text())
-    for key in ("judge_agreement", "rm_counselchat_accuracy", "rm_counselchat_accuracy_ci",
+    for key in ("judge_agreement", "judge_pairwise_agreement", "judge_pairwise_agreement_ci",
+                "rm_counselchat_accuracy", "rm_counselchat_accuracy_ci",
                 "rm_counselchat_length_baseline", "preference_over_sft", "preference_over_sft_ci",
                 "win_rate_over_sft_ci", "length_baseline_over_sft", "preference_over_base_ci",
                 "length_baseline_over_base"):
@@ -128,7 +129,8 @@ def test_the_report_shows_each_validity_figure_beside_its_baseline(validity_run)
     assert {"sft", "reward_eval"} <= set(metrics["stage_seconds"])
     report = (run_dir / "report" / "report.md").read_text()
     section = report[report.index("## Validity"):]
-    for row in ("judge agreement with people", "reward-model accuracy on CounselChat test pairs",
+    for row in ("judge agreement with people", "judge pairwise agreement with people",
+                "reward-model accuracy on CounselChat test pairs",
                 "trained over SFT: expected judged preference", "trained over base: strict win rate"):
         assert row in section, row
     assert "Validity" in (run_dir / "report" / "report.html").read_text()

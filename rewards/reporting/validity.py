@@ -13,11 +13,20 @@ from rewards.reporting.html import fmt
 NAMED_REFERENCES = ("sft", "base")
 
 
-def validity_metrics(calibration: dict, rm_counselchat: dict | None, comparisons: dict[str, dict]) -> dict:
-    """metrics.json keys for the figures that exist; a reference not compared (or reward_eval not run) adds none."""
+def validity_metrics(calibration: dict, calibration_pairwise: dict | None, rm_counselchat: dict | None,
+                     comparisons: dict[str, dict]) -> dict:
+    """metrics.json keys for the figures that exist; a reference not compared (or reward_eval not run) adds none.
+
+    ``calibration_pairwise``: the judge's both-orders verdicts on the calibration pairs (calibrate's report), the
+    way evaluate judges the trained policy.
+    """
     metrics: dict = {key: calibration.get(key) for key in ("judge_agreement", "judge_agreement_ci",
                                                            "judge_length_baseline", "judge_length_baseline_ci",
                                                            "calibration_pairs")}
+    if calibration_pairwise:
+        metrics |= {"judge_pairwise_agreement": calibration_pairwise["accuracy"],
+                    "judge_pairwise_agreement_ci": calibration_pairwise.get("ci95"),
+                    "judge_pairwise_tie_rate": calibration_pairwise.get("tie_rate")}
     if rm_counselchat:
         metrics |= {"rm_counselchat_accuracy": rm_counselchat["accuracy"],
                     "rm_counselchat_accuracy_ci": rm_counselchat["ci95_by_question"],
@@ -52,6 +61,13 @@ def validity_rows(metrics: dict) -> list[list[str]]:
                      _interval(metrics["judge_agreement"], metrics.get("judge_agreement_ci")),
                      "length-only " + _interval(metrics.get("judge_length_baseline"),
                                                 metrics.get("judge_length_baseline_ci")),
+                     fmt(metrics.get("calibration_pairs"))])
+    if metrics.get("judge_pairwise_agreement") is not None:
+        rows.append([f"judge pairwise agreement with people (both orders must agree, ties ½; "
+                     f"{fmt(metrics.get('judge_pairwise_tie_rate'))} ties)",
+                     _interval(metrics["judge_pairwise_agreement"], metrics.get("judge_pairwise_agreement_ci")),
+                     "chance 0.500; length-only " + _interval(metrics.get("judge_length_baseline"),
+                                                              metrics.get("judge_length_baseline_ci")),
                      fmt(metrics.get("calibration_pairs"))])
     if metrics.get("rm_counselchat_accuracy") is not None:
         rows.append([f"reward-model accuracy on CounselChat {metrics['rm_counselchat_split']} pairs (by question)",
