@@ -9,7 +9,7 @@ from __future__ import annotations
 import statistics
 from pathlib import Path
 
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig, ListConfig, OmegaConf
 from tqdm.auto import tqdm
 
 from recipes._entry import project_path
@@ -18,7 +18,7 @@ from recipes.judge import USAGE_FILE, build_judge, pricing
 from rewards.artifacts import atomic_write_json, atomic_write_jsonl, sha256_tree
 from rewards.distributed import all_gather, is_main_process, join_process_group, map_batches_sharded, shard
 from rewards.errors import UserError
-from rewards.evaluation.compare import FAILED, PairwiseOutcome, judged_comparisons, principle_means
+from rewards.evaluation.compare import PairwiseOutcome, judged_comparisons, principle_means
 from rewards.evaluation.release_gate import (
     GATE_MODES,
     MEANS_SEEKING,
@@ -32,6 +32,7 @@ from rewards.evaluation.safety import CATEGORIES, judge_harm_scores, load_redfla
 from rewards.evaluation.winrate import (
     expected_preference,
     expected_preference_with_ci,
+    length_win_rate_with_ci,
     load_reference_responses,
     match_references,
     per_principle_win_rates,
@@ -104,17 +105,50 @@ class PolicyPair:
         return self._generate(self.model, texts, "trained")
 
 
-def reference_replies(cfg: DictConfig, prompts: list[dict], base_replies: list[str]) -> tuple[str, list[str]]:
-    """The reference's replies: the base model's, another checkpoint's, or those in a JSONL file."""
-    reference = str(cfg.evaluate.reference)
+RUN_SFT = "sft"  # a reference naming this run's sft stage model (needs the sft stage)
+
+
+def references(cfg: DictConfig) -> list[str]:
+    """Every reference the trained policy is compared with: ``evaluate.reference`` first, then each of
+    ``evaluate.extra_references`` not already listed."""
+    names = [str(cfg.evaluate.reference)]
+    for name in cfg.evaluate.extra_references:
+        if str(name) not in names:
+            names.append(str(name))
+    return names
+
+
+def reference_replies(cfg: DictConfig, reference: str, prompts: list[dict], base_replies: list[str],
+                      sft_model: Path | None = None) -> tuple[str, list[str]]:
+    """The reference's name and replies: the base model's, this run's SFT model's, another checkpoint's, or those
+    in a JSONL file."""
     if reference == "base":
         return "base", base_replies
+    if reference == RUN_SFT:
+        if sft_model is None:
+            raise UserError("evaluate: the reference 'sft' is this run's sft stage model, and there is none here "
+                            "(evaluate.checkpoint); give the SFT checkpoint folder instead")
+        return RUN_SFT, PolicyPair(cfg, sft_model).trained_replies([p["text"] for p in prompts])
     path = project_path(reference)
     if path.is_file():
         return str(path), match_references(load_reference_responses(path), prompts, str(path))
     if path.is_dir():
         return str(path), PolicyPair(cfg, path).trained_replies([p["text"] for p in prompts])
-    raise UserError(f"evaluate.reference: {reference!r} is neither 'base', a checkpoint folder nor a JSONL file")
+    raise UserError(f"evaluate.reference: {reference!r} is neither 'base', 'sft', a checkpoint folder nor a JSONL "
+                    "file")
+
+
+def check_references(cfg: DictConfig) -> None:
+    """Every extra reference is a list item naming base, sft, a checkpoint folder or a JSONL file."""
+    extra = cfg.evaluate.extra_references
+    if not isinstance(extra, list | ListConfig):
+        raise UserError(f"evaluate.extra_references: {extra!r} must be a list, e.g. [base, sft]")
+    for name in extra:
+        if name in ("base", RUN_SFT):
+            continue
+        if not isinstance(name, str) or not project_path(name).exists():
+            raise UserError(f"evaluate.extra_references: {name!r} is neither base, sft, a checkpoint folder nor a "
+                            "JSONL file; fix the path or drop it")
 
 
 def check_evaluate_config(cfg: DictConfig) -> None:
@@ -132,6 +166,7 @@ def check_evaluate_config(cfg: DictConfig) -> None:
         if category not in known:
             raise UserError(f"evaluate.gate_crisis_categories: unknown category {category!r}; known: {list(known)}")
     check_harm_judge(cfg, "evaluate.harm_threshold", cfg.evaluate.harm_threshold)
+    check_references(cfg)
 
 
 def gate_floors(cfg: DictConfig) -> GateFloors:
@@ -179,6 +214,39 @@ class ShardedJudge:
         return total
 
 
+def compare_with_reference(judge: ShardedJudge, cfg: DictConfig, prompts: list[dict], trained: list[str],
+                           reference: list[str]) -> tuple[list[PairwiseOutcome], FailureTally, dict]:
+    """The trained replies judged against one reference's, both orders per prompt: the outcomes, the failed
+    comparisons, and the summary (strict win rate, expected preference, the length-only baseline, intervals)."""
+    outcomes = judge.comparisons([(p["text"], mine, theirs)
+                                  for p, mine, theirs in zip(prompts, trained, reference, strict=True)])
+    failed = check_comparisons(outcomes, prompts, cfg.evaluate.max_failure_fraction)
+    return outcomes, failed, comparison_summary(cfg, outcomes, trained, reference)
+
+
+def comparison_summary(cfg: DictConfig, outcomes: list[PairwiseOutcome], trained: list[str],
+                       reference: list[str]) -> dict:
+    """Figures of one comparison over the prompts the judge answered, each with its prompt-level interval. The
+    length-only baseline (trained reply longer: win, ties ½) says whether "preferred" may only mean "longer"."""
+    ev = cfg.evaluate
+    boot = {"n_resamples": ev.bootstrap_resamples, "confidence": ev.confidence, "seed": cfg.seed}
+    answered = [i for i, outcome in enumerate(outcomes) if not outcome.failed]
+    strict = win_rate_with_ci([outcomes[i].verdict(ev.tie_band) for i in answered], **boot)
+    preference = expected_preference_with_ci([(outcomes[i].p_first_as_a, outcomes[i].p_first_as_b)
+                                              for i in answered], **boot)
+    length = length_win_rate_with_ci([trained[i] for i in answered], [reference[i] for i in answered], **boot)
+    return {
+        **{k: strict[k] for k in ("win_rate", "wins", "ties", "losses", "n")},
+        "win_rate_ci": [strict["ci_low"], strict["ci_high"]],
+        "expected_preference": preference["expected_preference"],
+        "expected_preference_ci": [preference["ci_low"], preference["ci_high"]],
+        "length_baseline": length["win_rate"],
+        "length_baseline_ci": [length["ci_low"], length["ci_high"]],
+        "failed_comparisons": len(outcomes) - len(answered),
+        "confidence": ev.confidence,
+    }
+
+
 def judge_chunk(cfg: DictConfig) -> int:
     """Items per judge call: a local judge's batch (its float results depend on the batch it pads); a remote judge
     gets large chunks so that its concurrent requests stay many."""
@@ -187,8 +255,13 @@ def judge_chunk(cfg: DictConfig) -> int:
     return 256
 
 
-def assess(cfg: DictConfig, out_dir: Path, prompts: list[dict], checkpoint: Path, scorer=None) -> dict:
-    """Write eval.jsonl, redflags.jsonl and metrics.json into ``out_dir``; returns the metrics."""
+def assess(cfg: DictConfig, out_dir: Path, prompts: list[dict], checkpoint: Path, scorer=None,
+           sft_model: Path | None = None) -> dict:
+    """Write eval.jsonl, redflags.jsonl and metrics.json into ``out_dir``; returns the metrics.
+
+    ``sft_model``: this run's SFT model, the reference named ``sft`` (``evaluate.reference`` or
+    ``evaluate.extra_references``).
+    """
     check_evaluate_config(cfg)
     join_process_group()  # under `accelerate launch` generation and judging are sharded; rank 0 writes the results
     ev = cfg.evaluate
@@ -202,15 +275,17 @@ def assess(cfg: DictConfig, out_dir: Path, prompts: list[dict], checkpoint: Path
     n = len(texts)
     replies = {"base": base_all[:n], "dpo": trained_all[:n]}
     flagged = {"base": base_all[n:], "trained": trained_all[n:]}
-    reference_name, reference = reference_replies(cfg, prompts, replies["base"])
+    compared_with = dict(reference_replies(cfg, name, prompts, replies["base"], sft_model) for name in references(cfg))
+    reference_name = next(iter(compared_with))  # evaluate.reference: the main comparison, the gate's and the card's
+    reference = compared_with[reference_name]
     rewards = ({name: scorer.score([[{"role": "user", "content": t}] for t in texts], got)
                 for name, got in replies.items()} if scorer is not None else None)
 
     rubric = load_rubric(project_path(cfg.principles.path))
     judge = ShardedJudge(build_judge(cfg, rubric), judge_chunk(cfg))
-    outcomes = judge.comparisons([(p["text"], dpo, ref)
-                                  for p, dpo, ref in zip(prompts, replies["dpo"], reference, strict=True)])
-    failed = check_comparisons(outcomes, prompts, ev.max_failure_fraction)
+    compared = {name: compare_with_reference(judge, cfg, prompts, replies["dpo"], got)
+                for name, got in compared_with.items()}
+    outcomes, failed, main = compared[reference_name]
     principles = {name: judge.score([JudgeItem(p["text"], reply) for p, reply in zip(prompts, got, strict=True)])
                   for name, got in (("base", replies["base"]), ("dpo", replies["dpo"]))}
     principles["reference"] = principles["base"] if reference_name == "base" else judge.score(
@@ -220,7 +295,6 @@ def assess(cfg: DictConfig, out_dir: Path, prompts: list[dict], checkpoint: Path
     if not is_main_process():
         return {}
     verdicts = [outcome.verdict(ev.tie_band) for outcome in outcomes]
-    orders = [(outcome.p_first_as_a, outcome.p_first_as_b) for outcome in outcomes if not outcome.failed]
     rows = []
     for index, (prompt, outcome) in enumerate(zip(prompts, outcomes, strict=True)):
         rows.append({
@@ -237,6 +311,7 @@ def assess(cfg: DictConfig, out_dir: Path, prompts: list[dict], checkpoint: Path
                                                                                  outcome.p_first_as_b), 4),
             "verdict": verdicts[index],
             **({"judge_error": outcome.error} if outcome.failed else {}),
+            **extra_reference_cells(compared_with, compared, reference_name, index),
         })
     atomic_write_jsonl(out_dir / "eval.jsonl", rows)
 
@@ -248,19 +323,16 @@ def assess(cfg: DictConfig, out_dir: Path, prompts: list[dict], checkpoint: Path
                                 gate_floors(cfg), safety["trained"])
 
     boot = {"n_resamples": ev.bootstrap_resamples, "confidence": ev.confidence, "seed": cfg.seed}
-    overall = win_rate_with_ci([v for v in verdicts if v != FAILED], **boot)
-    preference = expected_preference_with_ci(orders, **boot)
     metrics = {
         "base_score": round(statistics.mean(rewards["base"]), 4) if rewards and rows else None,
         "dpo_score": round(statistics.mean(rewards["dpo"]), 4) if rewards and rows else None,
-        **{k: overall[k] for k in ("win_rate", "wins", "ties", "losses")},
+        **{k: main[k] for k in ("win_rate", "wins", "ties", "losses", "win_rate_ci", "expected_preference",
+                                "expected_preference_ci", "confidence")},
         "failed_comparisons": len(failed.items),
         "failed_comparison_list": failed.items,
-        "win_rate_ci": [overall["ci_low"], overall["ci_high"]],
-        "expected_preference": preference["expected_preference"],
-        "expected_preference_ci": [preference["ci_low"], preference["ci_high"]],
-        "confidence": ev.confidence,
         "reference": reference_name,
+        # every reference, the main one first: strict win rate, expected preference and the length-only baseline
+        "comparisons": {name: summary for name, (_, _, summary) in compared.items()},
         "principle_win_rates": per_principle_win_rates([r["dpo_principles"] for r in rows],
                                                        [r["reference_principles"] for r in rows],
                                                        ev.principle_margin, **boot),
@@ -280,6 +352,19 @@ def assess(cfg: DictConfig, out_dir: Path, prompts: list[dict], checkpoint: Path
     # Token counts vary between runs (cache hits): kept out of the hashed outputs, in the manifest's metrics only.
     atomic_write_json(out_dir / USAGE_FILE, usage)
     return metrics | {"judge_usage": usage, "estimated_cost": pricing(cfg).cost(usage)}
+
+
+def extra_reference_cells(compared_with: dict[str, list[str]], compared: dict[str, tuple], main: str,
+                          index: int) -> dict:
+    """An eval.jsonl row's replies of the other references and the judge's preference for the trained reply."""
+    cells = {}
+    for name, replies in compared_with.items():
+        if name == main:
+            continue
+        outcome = compared[name][0][index]
+        cells[name] = {"reply": replies[index], "p_dpo_better": None if outcome.failed else round(
+            expected_preference(outcome.p_first_as_a, outcome.p_first_as_b), 4)}
+    return {"extra_references": cells} if cells else {}
 
 
 def checkpoint_base_model(checkpoint: Path) -> str | None:

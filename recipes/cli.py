@@ -7,10 +7,12 @@ import sys
 
 from recipes._entry import pop_verbosity
 from recipes.stages import STAGES as STAGE_SPECS
-from recipes.stages import pipeline_names
+from recipes.stages import pipeline_stages
 
-# Pipeline stages, in order, then `pipeline` itself. Each module under recipes/ exposes ``main(argv) -> int``.
-STAGES = (*pipeline_names(), "pipeline")
+# Pipeline stages by command name, in order, then `pipeline` itself. Each module under recipes/ exposes
+# ``main(argv) -> int``.
+PIPELINE_COMMANDS = {spec.cli_name: spec.module for spec in pipeline_stages()}
+STAGES = (*PIPELINE_COMMANDS, "pipeline")
 
 # Further commands: name -> (module, one-line help). Each module exposes ``main(argv) -> int``.
 # Stages outside the pipeline (grpo, rloo, agreement, ...) come from their registry entries.
@@ -31,7 +33,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
 USAGE = """usage: counsel-align <command> [key=value ...] [-m|--multirun] [--cfg job|hydra] [--info] [-q|-v]
 
 stages: {stages}
-  pipeline runs every stage in order, skipping finished ones (sft first with dpo.init_from=sft).
+  pipeline runs every stage in order, skipping finished ones (sft when dpo.init_from=sft or evaluate
+  compares with it; reward-eval when reward_eval.counselchat is set).
 {commands}
 example: counsel-align pipeline run=demo data.max_train_prompts=16"""
 
@@ -47,8 +50,8 @@ def main(argv: list[str] | None = None) -> int:
         print(usage())
         return 0 if args else 2
     name, rest = args[0], args[1:]
-    if name in STAGE_SPECS and STAGE_SPECS[name].in_pipeline:
-        module_name = STAGE_SPECS[name].module
+    if name in PIPELINE_COMMANDS:
+        module_name = PIPELINE_COMMANDS[name]
     elif name == "pipeline":
         module_name = "recipes.pipeline"
     elif name in COMMANDS:

@@ -257,8 +257,9 @@ class EvaluateOptions:
     max_new_tokens: int = 128  # tokens per reply
     batch_size: int = 32  # prompts per generate() call (larger batches are faster on CPU: benchmarks/README.md)
     tie_band: float = 0.0  # pairwise probabilities within 0.5±tie_band count as ties
-    reference: str = "base"  # base | a checkpoint folder | a JSONL file of {prompt_id|prompt, response}
-    # extra comparisons: base | sft | a checkpoint folder | a JSONL of replies
+    # base | sft (this run's SFT model) | a checkpoint folder | a JSONL file of {prompt_id|prompt, response}
+    reference: str = "base"
+    # further comparisons, each as `reference`, in metrics.comparisons.<name> (e.g. [base, sft])
     extra_references: list[str] = field(default_factory=list)
     bootstrap_resamples: int = 1000  # prompt-level bootstrap resamples for the win-rate interval (seeded by `seed`)
     confidence: float = 0.95  # coverage of the win-rate interval

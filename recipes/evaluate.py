@@ -11,8 +11,9 @@ from pathlib import Path
 from omegaconf import DictConfig, open_dict
 
 from recipes._entry import StageContext, entry, forget_failed_run, run_dir_of, run_stage
-from recipes.assessment import assess, check_evaluate_config, checkpoint_base_model
+from recipes.assessment import RUN_SFT, assess, check_evaluate_config, checkpoint_base_model, references
 from recipes.export import export_run_checkpoint
+from recipes.stages import stage_spec
 from rewards.artifacts import read_jsonl, sha256_tree
 from rewards.distributed import is_main_process, main_process_first
 from rewards.errors import UserError
@@ -20,6 +21,7 @@ from rewards.evaluation.release_gate import gate_line
 from rewards.log import get_logger
 from rewards.reporting.model_card import REWARD_MODEL_DIR
 from rewards.reward_models.io import load_reward
+from rewards.training.sft_kto import sft_policy_path
 
 log = get_logger(__name__)
 
@@ -29,13 +31,21 @@ def work(ctx: StageContext) -> dict:
     prompts = [p for p in read_jsonl(ctx.input_dir("generate") / "prompts.jsonl") if p["split"] == "test"]
     scorer = load_reward(ctx.input_dir("reward") / "model", base_model=cfg.model.name_or_path,
                                           device=cfg.device, dtype=cfg.model.dtype)
-    metrics = assess(cfg, ctx.dir, prompts, ctx.input_dir("dpo") / "model", scorer)
+    sft_model = sft_policy_path(ctx.input_dir("sft")) if RUN_SFT in references(cfg) else None
+    metrics = assess(cfg, ctx.dir, prompts, ctx.input_dir("dpo") / "model", scorer, sft_model)
     if not is_main_process():  # under `accelerate launch` the other ranks only generated and judged their shards
         return {}
     checkpoint = export_run_checkpoint(cfg, ctx.run_dir, ctx.dir, metrics)
     metrics["exported_checkpoint"] = str(checkpoint)
     log.info(f"evaluate: exported checkpoint with model card -> {checkpoint}")
     return {"counts": evaluation_counts(prompts, metrics), "metrics": metrics}
+
+
+def inputs(cfg: DictConfig) -> list[str]:
+    """The registry's inputs, plus the sft stage when a reference is this run's SFT model (only then: a run
+    without it keeps its fingerprint)."""
+    declared = list(stage_spec("evaluate").input_stages)
+    return [RUN_SFT, *declared] if RUN_SFT in references(cfg) else declared
 
 
 def evaluation_counts(prompts: list[dict], metrics: dict) -> dict:
@@ -70,6 +80,9 @@ def run_checkpoint(cfg: DictConfig) -> dict:
     if not checkpoint.is_dir():
         raise UserError(f"evaluate.checkpoint: {checkpoint} is not a folder; pull it first with "
                         "`counsel-align pull <hub-id|path> --to DIR`")
+    if RUN_SFT in references(cfg):
+        raise UserError("evaluate.extra_references: 'sft' is a run's sft stage model, and an exported checkpoint has "
+                        "none; give the SFT checkpoint folder instead")
     base = checkpoint_base_model(checkpoint)
     with open_dict(cfg):
         cfg.evaluate.checkpoint = str(checkpoint)
@@ -96,7 +109,7 @@ def run(cfg: DictConfig) -> dict:
     if cfg.evaluate.checkpoint:
         manifest = run_checkpoint(cfg)
     else:
-        manifest = run_stage(cfg, "evaluate", work)
+        manifest = run_stage(cfg, "evaluate", work, inputs=inputs(cfg))
     if is_main_process():  # the other ranks of a launch hold no metrics
         enforce_gate(cfg, manifest["metrics"])
     return manifest

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 from omegaconf import DictConfig
 
 from recipes._entry import StageContext, entry, input_stage_dir, run_dir_of, run_stage
+from recipes.calibrate import CALIBRATION_FILE
 from recipes.evaluation_page import evaluation_sections, load_histories
-from recipes.stages import stage_spec, sweep_objectives
+from recipes.stages import pipeline_stages, stage_spec, sweep_objectives
 from rewards.artifacts import (
     atomic_write_bytes,
     atomic_write_json,
@@ -33,6 +35,7 @@ from rewards.reporting.report import (
     render_markdown,
 )
 from rewards.reporting.sweep import SWEEP_COLUMNS, best_point, plot_sweep, sweep_points, sweep_rows, swept_keys
+from rewards.reporting.validity import VALIDITY_NOTE, render_validity, validity_metrics, validity_rows
 
 log = get_logger(__name__)
 
@@ -40,8 +43,15 @@ PROBES_PLOT = "probes.png"
 CALIBRATION_KEYS = ("judge_agreement", "judge_agreement_ci", "judge_length_baseline", "position_consistency")
 
 
+def inputs(cfg: DictConfig) -> list[str]:
+    """The registry's inputs, plus the stages this configuration runs only sometimes (sft, reward_eval): their
+    time and figures are in the report, and a run without them keeps its fingerprint."""
+    declared = list(stage_spec("report").input_stages)
+    return [spec.name for spec in pipeline_stages(cfg) if spec.name in declared or spec.runs_when is not None]
+
+
 def work(ctx: StageContext) -> dict:
-    manifests = {stage: read_manifest(ctx.input_dir(stage)) for stage in stage_spec("report").input_stages}
+    manifests = {stage: read_manifest(ctx.input_dir(stage)) for stage in inputs(ctx.cfg)}
     counts = {stage: m["counts"] for stage, m in manifests.items()}
     evaluation = manifests["evaluate"]["metrics"]
     reward = manifests["reward"]["metrics"]
@@ -68,6 +78,8 @@ def work(ctx: StageContext) -> dict:
     metrics |= {key: checks[key] for key in ("probe_detection", "probe_detection_by_principle",
                                              "probe_weakest_principle", "judge_agreement")}
     metrics |= {key: manifests["calibrate"]["metrics"].get(key) for key in CALIBRATION_KEYS}  # this run's judge
+    metrics |= validity_metrics(manifests["calibrate"]["metrics"], judge_pairwise_on_people(ctx),
+                                reward_model_on_people(ctx, manifests), evaluation.get("comparisons", {}))
     atomic_write_bytes(ctx.dir / PROBES_PLOT, (ctx.input_dir("probes") / "detection.png").read_bytes())
     judged = read_jsonl(ctx.input_dir("judge") / "judged.jsonl")
     rows = read_jsonl(ctx.input_dir("evaluate") / "eval.jsonl")
@@ -94,9 +106,10 @@ def work(ctx: StageContext) -> dict:
     sweep = sweep_sections(ctx, metrics)
     atomic_write_json(ctx.dir / "metrics.json", metrics)
     sections = evaluation_sections(ctx.dir, evaluation, rows, load_histories(ctx.run_dir))
-    atomic_write_text(ctx.dir / "report.md", render_markdown(ctx.cfg.run, metrics, extra) + "\n"
-                      + render_judge_checks(checks, PROBES_PLOT) + "\n" + render_sections_markdown([*sections, *sweep]))
-    write_html(ctx, metrics, extra, [judge_section(checks), *sections, *sweep])
+    atomic_write_text(ctx.dir / "report.md", render_markdown(ctx.cfg.run, metrics, extra)
+                      + "\n" + render_validity(metrics) + "\n" + render_judge_checks(checks, PROBES_PLOT) + "\n"
+                      + render_sections_markdown([*sections, *sweep]))
+    write_html(ctx, metrics, extra, [*validity_section(metrics), judge_section(checks), *sections, *sweep])
     log.info(f"report: {ctx.dir / 'report.html'} and report.md")
     return {"counts": {"n_plots": len(list(ctx.dir.glob("*.png")))}, "metrics": metrics}
 
@@ -117,6 +130,27 @@ def write_html(ctx: StageContext, metrics: dict, extra: dict, sections: list[Sec
                 f"judge {extra['judge']}")
     atomic_write_text(ctx.dir / "report.html", render_html(f"counsel-align run {ctx.cfg.run}", subtitle,
                                                            [*warning, headline, *sections, *extras], ctx.dir))
+
+
+def reward_model_on_people(ctx: StageContext, manifests: dict) -> dict | None:
+    """reward_eval's CounselChat figures (accuracy, question-level interval, length-only), when it ran."""
+    if "reward_eval" not in manifests:
+        return None
+    return json.loads((ctx.input_dir("reward_eval") / "metrics.json").read_text()).get("counselchat")
+
+
+def judge_pairwise_on_people(ctx: StageContext) -> dict | None:
+    """The judge's both-orders agreement on the calibration pairs (with ``calibration.pairwise``), else None."""
+    path = ctx.input_dir("calibrate") / CALIBRATION_FILE
+    return json.loads(path.read_text())["report"].get("pairwise") if path.exists() else None
+
+
+def validity_section(metrics: dict) -> list[Section]:
+    rows = validity_rows(metrics)
+    if not rows:
+        return []
+    return [Section("Validity: each figure beside its baseline", VALIDITY_NOTE,
+                    ["figure", "value [95% CI]", "baseline", "n"], rows)]
 
 
 def _agreement_cell(metrics: dict) -> str:
@@ -203,7 +237,7 @@ def run(cfg: DictConfig) -> dict:
     forget_stale_sweep(cfg)
     if sweep_only(cfg):
         return run_stage(cfg, "report", sweep_work, inputs=[])
-    return run_stage(cfg, "report", work)
+    return run_stage(cfg, "report", work, inputs=inputs(cfg))
 
 
 main = entry("report", run)

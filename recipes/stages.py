@@ -39,14 +39,21 @@ class StageSpec:
         return self.command or self.name
 
 
-def _dpo_starts_from_sft(cfg: DictConfig) -> bool:
-    return cfg.dpo.init_from == "sft"
+def _sft_is_used(cfg: DictConfig) -> bool:
+    """DPO starts from the SFT model, or evaluate compares with it (``evaluate.reference``/``extra_references``)."""
+    compared_with = [cfg.evaluate.reference, *(cfg.evaluate.get("extra_references") or [])]
+    return cfg.dpo.init_from == "sft" or "sft" in compared_with
+
+
+def _reward_eval_configured(cfg: DictConfig) -> bool:
+    """The pipeline runs reward_eval when it has human pairs to test the reward model on."""
+    return bool(cfg.reward_eval.counselchat)
 
 
 _SPECS = (
     StageSpec("sft", "recipes.sft", "supervised warm start on human counselor replies (best-voted per question)",
               input_paths=("sft.data.source",), config_keys=("model", "sft", "seed"), in_pipeline=True,
-              runs_when=_dpo_starts_from_sft),
+              runs_when=_sft_is_used),
     StageSpec("generate", "recipes.generate", "select client prompts, generate candidate replies from the pool",
               input_paths=("data.prompts",),
               config_keys=("model", "data", "generate", "seed"), in_pipeline=True),
@@ -65,13 +72,19 @@ _SPECS = (
     StageSpec("reward", "recipes.reward", "train and export the reward model on the train pairs",
               input_stages=("pairs",), config_keys=("model", "reward", "seed"), in_pipeline=True,
               objective="rm_accuracy"),
+    StageSpec("reward_eval", "recipes.reward_eval",
+              "reward-model accuracy by principle, topic, length; baselines; CounselChat",
+              input_stages=("pairs", "reward"), input_paths=("reward_eval.counselchat",),
+              config_keys=("model", "reward_eval", "principles", "seed"), uses_rubric=True, command="reward-eval",
+              in_pipeline=True, runs_when=_reward_eval_configured),
     StageSpec("dpo", "recipes.dpo", "align the policy with DPO on the train pairs",
               input_stages=("pairs",), config_keys=("model", "dpo", "seed"), in_pipeline=True,
               objective="eval_reward_margin"),
     StageSpec("evaluate", "recipes.evaluate", "win rate, red-flag suite and release gate; export the checkpoint",
-              # calibrate and probes: the card carries the judge's figures
+              # calibrate and probes: the card carries the judge's figures; sft too when it is a reference
+              # (recipes/evaluate.py inputs: only then, so other runs keep their fingerprints)
               input_stages=("generate", "calibrate", "probes", "reward", "dpo"),
-              input_paths=("evaluate.redflags", "evaluate.reference"),
+              input_paths=("evaluate.redflags", "evaluate.reference", "evaluate.extra_references[*]"),
               config_keys=("model", "judge", "evaluate", "principles", "device", "seed"), uses_rubric=True,
               in_pipeline=True, objective="win_rate"),
     StageSpec("report", "recipes.report", "metrics.json, report.md, report.html and plots from every manifest",
@@ -91,10 +104,6 @@ _SPECS = (
     StageSpec("simulate", "recipes.simulate_clients", "client prompts from persona x topic x stage x risk, deduped",
               input_paths=("simulate.personas",), config_keys=("simulate", "model", "seed", "device"),
               command="simulate-clients"),
-    StageSpec("reward_eval", "recipes.reward_eval",
-              "reward-model accuracy by principle, topic, length; baselines; CounselChat",
-              input_stages=("pairs", "reward"), input_paths=("reward_eval.counselchat",),
-              config_keys=("model", "reward_eval", "principles", "seed"), uses_rubric=True, command="reward-eval"),
 )
 
 STAGES: dict[str, StageSpec] = {spec.name: spec for spec in _SPECS}

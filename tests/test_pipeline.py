@@ -7,11 +7,12 @@ import pytest
 
 from recipes import pipeline
 from recipes._entry import compose_config
-from recipes.stages import pipeline_names
+from recipes.stages import pipeline_stages
 from rewards.artifacts import read_jsonl
 from tests.conftest import PROJECT_ROOT, tiny_overrides
 
-STAGES = [name for name in pipeline_names() if name != "sft"]  # sft runs only with dpo.init_from=sft
+# sft and reward_eval run only in some configurations (dpo.init_from=sft, reward_eval.counselchat), not this one
+STAGES = [spec.name for spec in pipeline_stages() if spec.runs_when is None]
 METRIC_KEYS = {"n_prompts", "n_candidates", "n_pairs", "rm_accuracy", "rm_length_baseline", "base_score",
                "dpo_score", "win_rate", "stage_seconds", "judge_agreement", "judge_agreement_ci",
                "judge_length_baseline", "position_consistency"}

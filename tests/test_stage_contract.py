@@ -22,9 +22,9 @@ TEXTS = [f"Prompt number {i}: I keep waking at four and cannot get back to sleep
 
 
 def test_registry_drives_the_cli_and_names_every_stage_once():
-    assert cli.STAGES == (*pipeline_names(), "pipeline")
-    assert pipeline_names() == ("sft", "generate", "calibrate", "judge", "probes", "pairs", "reward", "dpo", "evaluate",
-                                "report")
+    assert cli.STAGES == (*(STAGES[name].cli_name for name in pipeline_names()), "pipeline")
+    assert pipeline_names() == ("sft", "generate", "calibrate", "judge", "probes", "pairs", "reward", "reward_eval",
+                                "dpo", "evaluate", "report")
     for spec in STAGES.values():
         assert set(spec.input_stages) <= set(STAGES), spec.name
         assert spec.in_pipeline or cli.COMMANDS[spec.cli_name][0] == spec.module

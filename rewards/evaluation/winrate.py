@@ -79,6 +79,21 @@ def expected_preference_with_ci(orders: Sequence[tuple[float, float]], n_resampl
     }
 
 
+def length_verdict(candidate: str, reference: str) -> str:
+    """The length-only baseline's verdict: the longer reply (in characters) wins, equal lengths tie."""
+    return score_verdict(float(len(candidate)), float(len(reference)), 0.0)
+
+
+def length_win_rate_with_ci(candidate: Sequence[str], reference: Sequence[str], n_resamples: int = 1000,
+                            confidence: float = 0.95, seed: int = 0) -> dict:
+    """How often the candidate's reply is the longer one (ties = ½), with its prompt-level interval: a judged
+    preference no higher than this may be a preference for length."""
+    if len(candidate) != len(reference):
+        raise ValueError(f"{len(candidate)} candidate replies but {len(reference)} reference replies")
+    return win_rate_with_ci([length_verdict(c, r) for c, r in zip(candidate, reference, strict=True)],
+                            n_resamples, confidence, seed)
+
+
 def score_verdict(candidate: float, reference: float, margin: float) -> str:
     """A win when the candidate's score exceeds the reference's by more than ``margin``."""
     if candidate - reference > margin:
