@@ -227,6 +227,11 @@ def _hydra_message(exc: Exception) -> str:
     return text
 
 
+def command_of(stage: str) -> str:
+    """The CLI command that runs ``stage`` (``reward_eval`` -> ``reward-eval``)."""
+    return STAGES[stage].cli_name if stage in STAGES else stage
+
+
 @dataclass
 class StageContext:
     """What a stage's work function receives."""
@@ -239,7 +244,7 @@ class StageContext:
     def input_dir(self, stage: str) -> Path:
         path = input_stage_dir(self.cfg, self.run_dir, stage)
         if read_manifest(path) is None:
-            raise UserError(f"{path}: stage '{stage}' has not finished; run `counsel-align {stage}` first")
+            raise UserError(f"{path}: stage '{stage}' has not finished; run `counsel-align {command_of(stage)}` first")
         return path
 
 
@@ -350,7 +355,8 @@ def run_stage(cfg: DictConfig, name: str, work: Callable[[StageContext], dict], 
     for stage in spec.input_stages:
         manifest = read_manifest(input_stage_dir(cfg, run_dir, stage))
         if manifest is None:
-            raise UserError(f"{run_dir / stage}: stage '{stage}' has not finished; run `counsel-align {stage}` first")
+            raise UserError(f"{run_dir / stage}: stage '{stage}' has not finished; "
+                            f"run `counsel-align {command_of(stage)}` first")
         input_manifests[stage] = manifest
     input_hashes = {stage: manifest["outputs_sha256"] for stage, manifest in input_manifests.items()}
     rubric_hash = own_rubric_hash if spec.uses_rubric else _inherited_rubric_hash(input_manifests)

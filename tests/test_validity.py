@@ -158,3 +158,13 @@ def test_sft_as_a_reference_of_an_exported_checkpoint_is_refused_before_any_work
         evaluate.run(compose_config([f"evaluate.checkpoint={tmp_path}", "evaluate.extra_references=[sft]",
                                      f"output_root={tmp_path}"]))
     assert not (tmp_path / "quickstart" / "evaluate").exists()
+
+
+def test_a_missing_input_stage_names_the_command_that_runs_it(tmp_path):
+    """reward_eval's command is `reward-eval`: the hint must be a command the CLI has."""
+    from recipes._entry import StageContext
+
+    cfg = compose_config([f"output_root={tmp_path}", "run=r"])
+    ctx = StageContext(cfg=cfg, name="report", run_dir=tmp_path / "r", dir=tmp_path / "r" / "report")
+    with pytest.raises(UserError, match="run `counsel-align reward-eval` first"):
+        ctx.input_dir("reward_eval")
