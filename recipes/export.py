@@ -11,6 +11,7 @@ from recipes.stages import upstream
 from rewards.artifacts import read_manifest, sha256_file
 from rewards.judges.probes import judge_checks
 from rewards.reporting.model_card import build_card, export_checkpoint, weights_kind
+from rewards.reporting.validity import comparison_metrics
 from rewards.rubric import load_rubric
 from rewards.versions import package_versions
 
@@ -61,7 +62,8 @@ def run_card(cfg: DictConfig, run_dir: Path, metrics: dict) -> dict:
                   "pairs": OmegaConf.to_container(cfg.pairs, resolve=True), "seed": cfg.seed,
                   "dpo_result": dpo, "reward_result": {k: v for k, v in reward.items() if k != "base_model"}},
         metrics={**{k: metrics[k] for k in CARD_METRICS if k in metrics},
-                 **{k: checks[k] for k in ("probe_detection", "probe_weakest_principle")}},
+                 **{k: checks[k] for k in ("probe_detection", "probe_weakest_principle")},
+                 **comparison_metrics(metrics.get("comparisons", {}))},  # against base and this run's SFT model
         safety=safety,
         versions=package_versions(),
         judge_checks=checks,

@@ -115,6 +115,9 @@ def test_the_pipeline_runs_sft_and_reward_eval_and_compares_with_base_and_sft(va
     rows = read_jsonl(run_dir / "evaluate" / "eval.jsonl")
     assert all(set(r["extra_references"]) == {"sft"} and isinstance(r["extra_references"]["sft"]["reply"], str)
                for r in rows)
+    card = json.loads((Path(main["exported_checkpoint"]) / "model_card.json").read_text())
+    assert card["metrics"]["preference_over_sft"] == comparisons["sft"]["expected_preference"]
+    assert card["metrics"]["win_rate_over_base_ci"] == comparisons["base"]["win_rate_ci"]
 
 
 def test_the_report_shows_each_validity_figure_beside_its_baseline(validity_run):

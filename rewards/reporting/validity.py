@@ -33,6 +33,13 @@ def validity_metrics(calibration: dict, calibration_pairwise: dict | None, rm_co
                     "rm_counselchat_length_baseline": rm_counselchat["length_baseline"],
                     "rm_counselchat_pairs": rm_counselchat["pairs"],
                     "rm_counselchat_split": rm_counselchat["split"]}
+    return metrics | comparison_metrics(comparisons)
+
+
+def comparison_metrics(comparisons: dict[str, dict]) -> dict:
+    """The named keys (``preference_over_sft``, ``win_rate_over_base_ci``, ...) of evaluate's comparisons with the
+    references in NAMED_REFERENCES (metrics.json and the model card)."""
+    metrics: dict = {}
     for name in NAMED_REFERENCES:
         got = comparisons.get(name)
         if got is None:
