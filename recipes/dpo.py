@@ -58,7 +58,7 @@ def work(ctx: StageContext) -> dict:
     report_to = configure_wandb(cfg.wandb.mode, cfg.wandb.project, ctx.run_dir / "wandb", f"{cfg.run}-dpo")
     columns = ["prompt", "chosen", "rejected"]
     train = pairs["train"].select_columns(columns)
-    held_out = pairs["test"].select_columns(columns) if "test" in pairs and len(pairs["test"]) else None
+    held_out = held_out_pairs(pairs, columns, cfg.dpo.max_eval_pairs)
     trainer = build_dpo_trainer(model_path, tokenizer, train, train_cfg, ctx.dir / "checkpoints",
                                 report_to, cfg.seed, eval_dataset=held_out)
     provenance = stage_provenance(stage="dpo", run=cfg.run, base_model=cfg.model.name_or_path,
@@ -81,6 +81,15 @@ def work(ctx: StageContext) -> dict:
                "init_from": init_from(cfg), "loss_type": train_cfg["loss_type"]}
     return {"counts": {"n_train_pairs": len(train), "n_eval_pairs": len(held_out) if held_out else 0},
             "metrics": metrics}
+
+
+def held_out_pairs(pairs, columns: list[str], max_pairs: int | None):
+    """The test pairs TRL's evaluate() scores after training (the first ``max_pairs``: its cost is two forward
+    passes of policy and reference per pair); None when there are none."""
+    if "test" not in pairs or not len(pairs["test"]) or max_pairs == 0:
+        return None
+    test = pairs["test"].select_columns(columns)
+    return test.select(range(min(max_pairs, len(test)))) if max_pairs is not None else test
 
 
 def run(cfg: DictConfig) -> dict:

@@ -193,3 +193,18 @@ def test_dpo_s_sweep_objective_is_the_reward_margin_on_the_held_out_test_pairs(t
     assert metrics["eval_reward_accuracy"] == 0.0 and metrics["eval_loss"] > 0
     assert STAGES["dpo"].objective == "eval_reward_margin"
     assert _objective("dpo", manifest) == metrics["eval_reward_margin"]
+
+
+def test_dpo_scores_at_most_max_eval_pairs_held_out_pairs_and_none_with_zero():
+    from datasets import Dataset, DatasetDict
+
+    from recipes.dpo import held_out_pairs
+
+    rows = [{"prompt": f"p{i}", "chosen": "c", "rejected": "r", "weight": 1.0} for i in range(5)]
+    pairs = DatasetDict({"train": Dataset.from_list(rows), "test": Dataset.from_list(rows)})
+    columns = ["prompt", "chosen", "rejected"]
+    assert len(held_out_pairs(pairs, columns, None)) == 5
+    assert held_out_pairs(pairs, columns, 3)["prompt"] == ["p0", "p1", "p2"]
+    assert held_out_pairs(pairs, columns, 3).column_names == columns
+    assert held_out_pairs(pairs, columns, 0) is None
+    assert held_out_pairs(DatasetDict({"train": pairs["train"]}), columns, None) is None

@@ -70,6 +70,9 @@ class DPOOptions(TrainingOptions):
     precompute_ref_log_probs: bool | None = None  # compute the reference log-probs once before training
     padding_free: bool | None = None  # TRL padding-free batches (flash attention)
     pad_to_multiple_of: int | None = None  # pad sequences to a multiple of this
+    # held-out pairs TRL's evaluate() scores after training (eval_reward_margin, the sweep objective): the first N of
+    # the test split; null = all, 0 = none (no objective)
+    max_eval_pairs: int | None = None
 
 
 @dataclass
