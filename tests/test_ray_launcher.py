@@ -6,10 +6,12 @@ Skipped where `hydra_plugins.hydra_ray_launcher` is not importable (`pip install
 
 import json
 import os
+import shutil
 import signal
 import socket
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -83,9 +85,12 @@ def free_port() -> int:
 def ray_head(this_checkout, monkeypatch, ray_stopped_after):
     """A Ray head node on this machine (`ray start --head --block`) as `RAY_ADDRESS`; stopped with its processes."""
     port = free_port()
+    # a temp folder of its own (short: Ray's socket paths must fit in 107 characters), so that the head's session and
+    # `ray_current_cluster` file never make a later `ray.init()` on this machine join a head that is gone
+    temp_dir = tempfile.mkdtemp(prefix="ray-")
     command = [sys.executable, "-c", "from ray.scripts.scripts import main; main()", "start", "--head", "--block",
                f"--port={port}", "--node-ip-address=127.0.0.1", "--num-cpus=2", "--include-dashboard=false",
-               "--disable-usage-stats"]
+               "--disable-usage-stats", f"--temp-dir={temp_dir}"]
     # a process group of its own: the head and every process it starts are stopped together, and nothing else
     head = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
                             start_new_session=True)
@@ -100,10 +105,11 @@ def ray_head(this_checkout, monkeypatch, ray_stopped_after):
     finally:
         os.killpg(head.pid, signal.SIGTERM)
         try:
-            head.wait(timeout=10)
-        except subprocess.TimeoutExpired:  # its graceful stop took 38 s here; the test's files are all written
+            head.wait(timeout=120)  # a graceful stop took 10-40 s here
+        except subprocess.TimeoutExpired:
             os.killpg(head.pid, signal.SIGKILL)
             head.wait()
+        shutil.rmtree(temp_dir, ignore_errors=True)
 
 
 def test_a_2_point_sweep_on_a_local_ray_instance_finishes_both_points_and_a_rerun_skips_them(
