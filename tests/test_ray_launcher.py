@@ -19,8 +19,8 @@ import yaml
 
 from recipes.commands.runs import collect_runs
 from recipes.reward import main as reward_main
-from tests.conftest import PROJECT_ROOT, tiny_overrides
-from tests.test_resume_guard import write_pairs
+from tests.conftest import PROJECT_ROOT
+from tests.sweep_runs import manifests, reward_run
 
 pytest.importorskip("hydra_plugins.hydra_ray_launcher", reason="needs the [ray] extra: pip install -e '.[ray]'")
 
@@ -28,18 +28,6 @@ pytestmark = pytest.mark.ray
 
 SWEEP = ["reward.learning_rate=1e-4,1e-3"]
 POINTS = ["reward.learning_rate=0.0001", "reward.learning_rate=0.001"]
-
-
-def reward_run(model_dir: Path, root: Path, run: str) -> list[str]:
-    """Overrides of a reward run whose pairs stage has finished (8 pairs): each point trains one step."""
-    overrides = [*tiny_overrides(model_dir, root, run), "reward.max_steps=1", "reward.max_length=64",
-                 "reward.save_steps=1000"]
-    write_pairs(overrides)
-    return overrides
-
-
-def manifests(run_dir: Path) -> dict[str, int]:
-    return {str(p.relative_to(run_dir)): p.stat().st_mtime_ns for p in run_dir.glob("*/reward/manifest.json")}
 
 
 def assert_points_finished(root: Path, run: str) -> None:

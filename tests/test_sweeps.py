@@ -23,24 +23,12 @@ from recipes.reward import main as reward_main
 from recipes.stages import STAGES, sweep_objectives
 from rewards.reporting.sweep import plot_sweep, sweep_points
 from tests.conftest import PROJECT_ROOT, tiny_overrides
-from tests.test_resume_guard import write_pairs
+from tests.sweep_runs import manifests, reward_run
 
 pytest.importorskip("hydra_plugins.hydra_submitit_launcher", reason="needs the [cluster] extra")
 pytest.importorskip("hydra_plugins.hydra_optuna_sweeper", reason="needs the [cluster] extra")
 
 SWEEP = ["reward.learning_rate=1e-4,1e-3", "reward.lora.r=4,8"]
-
-
-def reward_run(model_dir: Path, root: Path, run: str) -> list[str]:
-    """Overrides of a reward run whose pairs stage has finished (8 pairs): each point trains one step."""
-    overrides = [*tiny_overrides(model_dir, root, run), "reward.max_steps=1", "reward.max_length=64",
-                 "reward.save_steps=1000"]
-    write_pairs(overrides)
-    return overrides
-
-
-def manifests(run_dir: Path) -> dict[str, float]:
-    return {str(p.relative_to(run_dir)): p.stat().st_mtime_ns for p in run_dir.glob("*/reward/manifest.json")}
 
 
 def test_a_2x2_sweep_with_submitit_local_runs_four_points_and_a_rerun_skips_them(tiny_model_dir, tmp_path,
